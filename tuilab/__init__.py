@@ -1,0 +1,2 @@
+"""tuilab: a terminal lab for PyTorch models."""
+__version__ = "0.1.0"
