@@ -1,0 +1,708 @@
+"""A frozen, honest snapshot of any ``nn.Module``, and the diff between two snapshots.
+
+The inspector shows what PyTorch itself keeps on each module — the ordered dicts
+``_modules``, ``_parameters``, ``_buffers``, the ``_non_persistent_buffers_set``, the hook
+dicts and the ``training`` flag (seed text 002) — and after every edit or run it updates only
+the rows that changed. So this module does two things, both cheap:
+
+* :func:`snapshot` walks the module tree once, reading those dicts directly, and records only
+  metadata (shape, dtype, device, ``requires_grad``, ``_version`` ...). It never reads tensor
+  values, so it is instant for a 1.5 B-parameter model on the ``meta`` device and never moves
+  or copies a tensor.
+* :func:`diff` compares two snapshots row by row (frozen rows compared with ``==``) and names
+  the keys that were added, removed or changed. ``_version`` is PyTorch's own in-place update
+  counter, so an optimizer step or a BatchNorm running-stat update shows up as a change without
+  looking at a single value.
+
+Values are computed only on demand, for the row the user is looking at (:func:`tensor_stats`,
+:func:`grad_norms`).
+
+Paths and keys follow ``named_modules(remove_duplicate=False)`` /
+``named_parameters(remove_duplicate=False)`` exactly, so a tied (shared) module or parameter
+appears at every place it is used, and ``shared_with`` says where else; totals count each
+tensor object once, as ``model.parameters()`` does (tied weights are not double counted).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+__all__ = [
+    "HOOK_DICTS",
+    "ModuleRow",
+    "Snapshot",
+    "SnapshotDiff",
+    "TableDiff",
+    "TableName",
+    "TensorRow",
+    "TensorStats",
+    "diff",
+    "global_hook_rows",
+    "grad_norms",
+    "hook_rows",
+    "module_at",
+    "snapshot",
+    "state_dict_rows",
+    "tensor_stats",
+]
+
+TableName = Literal["modules", "parameters", "buffers"]
+
+_HOOK_DICT_CANDIDATES = (
+    "_forward_pre_hooks",
+    "_forward_hooks",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+    "_state_dict_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+# Only the dicts this torch really has (they came and went across releases); the
+# ``*_with_kwargs`` / ``*_always_called`` dicts are flags keyed by hook id, not hooks.
+_PROBE = nn.Module()
+HOOK_DICTS: tuple[str, ...] = tuple(
+    name for name in _HOOK_DICT_CANDIDATES if isinstance(getattr(_PROBE, name, None), dict)
+)
+del _PROBE
+
+_GLOBAL_HOOK_DICTS = (
+    "_global_forward_pre_hooks",
+    "_global_forward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_module_registration_hooks",
+    "_global_parameter_registration_hooks",
+    "_global_buffer_registration_hooks",
+)
+
+# float64 accumulation in chunks: exact enough for display and never more than ~32 MiB extra,
+# even for a 50 M-element embedding.
+_STATS_CHUNK = 1 << 22
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRow:
+    """One module as PyTorch holds it, at one path (a tied module has one row per path)."""
+
+    path: str
+    """Qualified name as ``named_modules`` gives it: ``""`` for the root, ``"layers.3.fc"``."""
+    cls: str
+    """``type(m).__name__``."""
+    training: bool
+    own_params: int
+    """numel of this module's own ``_parameters`` (children not included)."""
+    own_buffers: int
+    """numel of this module's own ``_buffers``."""
+    children: tuple[str, ...]
+    """Keys of ``_modules`` in order (``None`` entries skipped, as ``named_modules`` does)."""
+    hooks: tuple[tuple[str, int], ...]
+    """``(hook dict name, number of hooks)`` for each *non-empty* hook dict in :data:`HOOK_DICTS`;
+    empty dicts are left out so the common row stays ``()``."""
+    extra_repr: str
+    shared_with: tuple[str, ...]
+    """Other paths at which the same module object appears (tied layers)."""
+
+    @property
+    def hook_count(self) -> int:
+        return sum(n for _, n in self.hooks)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRow:
+    """One entry of a module's ``_parameters`` or ``_buffers``: metadata only, never values."""
+
+    key: str
+    """Full key as ``named_parameters``/``named_buffers`` give it, e.g. ``"0.weight"``."""
+    module: str
+    """Owning module path."""
+    name: str
+    """Attribute name, e.g. ``"weight"``."""
+    kind: str
+    """``"parameter"`` or ``"buffer"``."""
+    shape: tuple[int, ...]
+    dtype: str
+    """Without the ``torch.`` prefix: ``"float32"``."""
+    device: str
+    """``"cpu"``, ``"cuda:0"``, ``"meta"``."""
+    requires_grad: bool
+    numel: int
+    nbytes: int
+    persistent: bool
+    """Buffers: not in ``_non_persistent_buffers_set`` (so in the ``state_dict``); parameters:
+    always True."""
+    shared_with: tuple[str, ...]
+    """Other keys naming the same tensor object (tied weights)."""
+    version: int
+    """``tensor._version``: bumped by every in-place update (optimizer steps, BatchNorm running
+    stats) — change detection without reading values. -1 where torch keeps no counter
+    (inference tensors, uninitialized lazy parameters)."""
+    has_grad: bool
+    lazy: bool = False
+    """An uninitialized lazy parameter/buffer (``nn.LazyLinear`` before its first forward): it
+    has a dtype and device but no shape yet, so ``shape == ()`` and ``numel == nbytes == 0``."""
+
+
+def _frozen(d: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(d)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the inspector shows about a model, frozen at one moment.
+
+    The three tables are read-only mappings in ``named_modules(remove_duplicate=False)``
+    order, so a tied module (and its tensors) appears at every path that uses it.
+    """
+
+    modules: Mapping[str, ModuleRow]
+    parameters: Mapping[str, TensorRow]
+    buffers: Mapping[str, TensorRow]
+    total_params: int
+    """numel over unique parameter objects (tied weights counted once)."""
+    trainable_params: int
+    """numel over unique parameters with ``requires_grad``."""
+    param_bytes: int
+    """bytes over unique parameters."""
+    buffer_bytes: int
+    """bytes over unique buffers."""
+
+    def rows(self, table: TableName) -> Mapping[str, ModuleRow] | Mapping[str, TensorRow]:
+        """The table called ``table`` (the names :class:`SnapshotDiff` uses)."""
+        if table == "modules":
+            return self.modules
+        if table == "parameters":
+            return self.parameters
+        if table == "buffers":
+            return self.buffers
+        raise KeyError(f"no table {table!r}; expected 'modules', 'parameters' or 'buffers'")
+
+    def tensors_of(self, path: str) -> list[TensorRow]:
+        """The parameter rows, then the buffer rows, owned directly by the module at ``path``."""
+        return [
+            row
+            for table in (self.parameters, self.buffers)
+            for row in table.values()
+            if row.module == path
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# snapshot
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+_DTYPE_INFO: dict[torch.dtype, tuple[str, int]] = {}
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Pre-order ``(path, module)`` exactly as ``named_modules(remove_duplicate=False)``.
+
+    Iterative rather than recursive, so a very deep model cannot hit the recursion limit, and
+    a module that contains itself (a cycle, where ``named_modules`` would recurse forever) is
+    not entered a second time.
+    """
+    stack: list[tuple[str, nn.Module, int]] = [("", model, 0)]
+    on_path: list[int] = []
+    on_path_set: set[int] = set()
+    while stack:
+        path, module, depth = stack.pop()
+        while len(on_path) > depth:
+            on_path_set.discard(on_path.pop())
+        mid = id(module)
+        if mid in on_path_set:
+            continue
+        on_path.append(mid)
+        on_path_set.add(mid)
+        yield path, module
+        children = module.__dict__.get("_modules")
+        if children:
+            dot = f"{path}." if path else ""
+            stack.extend(
+                (dot + name, child, depth + 1)
+                for name, child in reversed(children.items())
+                if child is not None
+            )
+
+
+def _hook_counts(md: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    counts: tuple[tuple[str, int], ...] = ()
+    for name in HOOK_DICTS:  # a plain loop: ~2x a generator for the usual all-empty case
+        hooks = md.get(name)
+        if hooks:
+            counts += ((name, len(hooks)),)
+    return counts
+
+
+def _extra_repr(module: nn.Module) -> str:
+    # A user's own extra_repr can fail (it reads attributes set later, or tensor values on
+    # meta); the snapshot shows the failure instead of refusing the whole model.
+    try:
+        return module.extra_repr()
+    except Exception as exc:
+        return f"<extra_repr failed: {type(exc).__name__}: {exc}>"
+
+
+def _tensor_row(
+    key: str, module: str, name: str, kind: str, t: torch.Tensor, persistent: bool
+) -> TensorRow:
+    # The hot loop of snapshot(): a few µs per tensor, so dtype/device names are cached and
+    # the row is built positionally (field order of TensorRow).
+    lazy = is_lazy(t)
+    if lazy:
+        shape: tuple[int, ...] = ()
+        numel = 0
+    else:
+        shape = tuple(t.shape)
+        numel = math.prod(shape)
+    try:
+        version = t._version
+    except RuntimeError:  # inference tensors keep no version counter
+        version = -1
+    dtype = t.dtype
+    dtype_info = _DTYPE_INFO.get(dtype)
+    if dtype_info is None:
+        dtype_info = _DTYPE_INFO[dtype] = (_dtype_name(dtype), dtype.itemsize)
+    device = t.device
+    device_name = _DEVICE_NAMES.get(device)
+    if device_name is None:
+        device_name = _DEVICE_NAMES[device] = str(device)
+    return TensorRow(
+        key,
+        module,
+        name,
+        kind,
+        shape,
+        dtype_info[0],
+        device_name,
+        t.requires_grad,
+        numel,
+        numel * dtype_info[1],
+        persistent,
+        (),  # shared_with: filled in afterwards for the few tied tensors
+        version,
+        t.is_leaf and t.grad is not None,  # .grad of a non-leaf warns; only leaves get one
+        lazy,
+    )
+
+
+def _mark_shared(rows: dict[str, Any], ties: dict[int, list[str]]) -> None:
+    """Fill ``shared_with`` for the (few) objects seen at more than one key."""
+    for keys in ties.values():
+        for key in keys:
+            rows[key] = replace(rows[key], shared_with=tuple(k for k in keys if k != key))
+
+
+def _note(first: dict[int, str], ties: dict[int, list[str]], obj: object, key: str) -> bool:
+    """Record that ``obj`` is seen at ``key``; True the first time (count it), False for a tie.
+
+    Only tied objects get a list, so the usual untied model allocates nothing here.
+    """
+    oid = id(obj)
+    seen_at = first.setdefault(oid, key)
+    if seen_at is key:
+        return True
+    keys = ties.get(oid)
+    if keys is None:
+        ties[oid] = [seen_at, key]
+    else:
+        keys.append(key)
+    return False
+
+
+def snapshot(model: nn.Module) -> Snapshot:
+    """Snapshot ``model``'s tree: one walk, direct reads of each module's own dicts.
+
+    Reads metadata only (never values), so it costs the same on ``meta`` as on ``cpu`` and
+    never allocates tensor memory.
+    """
+    modules: dict[str, ModuleRow] = {}
+    parameters: dict[str, TensorRow] = {}
+    buffers: dict[str, TensorRow] = {}
+    first: dict[int, str] = {}  # id -> first path/key; one dict: modules and tensors never share
+    module_ties: dict[int, list[str]] = {}
+    param_ties: dict[int, list[str]] = {}
+    buffer_ties: dict[int, list[str]] = {}
+    total = trainable = param_bytes = buffer_bytes = 0
+    tensor_row = _tensor_row
+
+    for path, module in _walk(model):
+        md = module.__dict__
+        _note(first, module_ties, module, path)
+        dot = f"{path}." if path else ""
+
+        own_params = 0
+        for name, p in (md.get("_parameters") or _EMPTY).items():
+            if p is None:
+                continue
+            key = dot + name
+            row = parameters[key] = tensor_row(key, path, name, "parameter", p, True)
+            own_params += row.numel
+            if _note(first, param_ties, p, key):
+                total += row.numel
+                param_bytes += row.nbytes
+                if row.requires_grad:
+                    trainable += row.numel
+
+        own_buffers = 0
+        buffer_dict = md.get("_buffers")
+        if buffer_dict:
+            non_persistent = md.get("_non_persistent_buffers_set") or ()
+            for name, b in buffer_dict.items():
+                if b is None:
+                    continue
+                key = dot + name
+                persistent = name not in non_persistent
+                row = buffers[key] = tensor_row(key, path, name, "buffer", b, persistent)
+                own_buffers += row.numel
+                if _note(first, buffer_ties, b, key):
+                    buffer_bytes += row.nbytes
+
+        children = md.get("_modules") or _EMPTY
+        child_keys = tuple(children)
+        if child_keys and None in children.values():
+            child_keys = tuple(k for k, c in children.items() if c is not None)
+        training = md.get("training")
+        if training is None:  # a class that keeps `training` elsewhere (a property)
+            training = getattr(module, "training", False)
+        modules[path] = ModuleRow(
+            path,
+            type(module).__name__,
+            bool(training),
+            own_params,
+            own_buffers,
+            child_keys,
+            _hook_counts(md),
+            _extra_repr(module),
+            (),  # shared_with: filled in below for the few tied modules
+        )
+
+    _mark_shared(modules, module_ties)
+    _mark_shared(parameters, param_ties)
+    _mark_shared(buffers, buffer_ties)
+
+    return Snapshot(
+        modules=_frozen(modules),
+        parameters=_frozen(parameters),
+        buffers=_frozen(buffers),
+        total_params=total,
+        trainable_params=trainable,
+        param_bytes=param_bytes,
+        buffer_bytes=buffer_bytes,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# diff
+
+
+@dataclass(frozen=True)
+class TableDiff:
+    """Keys added (in new order), removed (in old order) and changed (any field differs)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    """What the inspector must add, remove and refresh, per table."""
+
+    modules: TableDiff
+    parameters: TableDiff
+    buffers: TableDiff
+
+    @property
+    def empty(self) -> bool:
+        return self.modules.empty and self.parameters.empty and self.buffers.empty
+
+    def table(self, name: TableName) -> TableDiff:
+        """The diff of the table called ``name`` (same names as :meth:`Snapshot.rows`)."""
+        if name not in ("modules", "parameters", "buffers"):
+            raise KeyError(f"no table {name!r}; expected 'modules', 'parameters' or 'buffers'")
+        return getattr(self, name)
+
+
+def _diff_table(old: Mapping[str, Any], new: Mapping[str, Any]) -> TableDiff:
+    added = tuple(k for k in new if k not in old)
+    removed = tuple(k for k in old if k not in new)
+    changed = tuple(
+        k
+        for k, row in new.items()
+        if (before := old.get(k)) is not None and before is not row and before != row
+    )
+    return TableDiff(added, removed, changed)
+
+
+def diff(old: Snapshot | None, new: Snapshot) -> SnapshotDiff:
+    """Rows to add, remove and refresh to turn ``old`` into ``new`` (``None``: all added)."""
+    if old is None:
+        return SnapshotDiff(
+            modules=TableDiff(added=tuple(new.modules)),
+            parameters=TableDiff(added=tuple(new.parameters)),
+            buffers=TableDiff(added=tuple(new.buffers)),
+        )
+    return SnapshotDiff(
+        modules=_diff_table(old.modules, new.modules),
+        parameters=_diff_table(old.parameters, new.parameters),
+        buffers=_diff_table(old.buffers, new.buffers),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# values, on demand
+
+
+@dataclass(frozen=True, slots=True)
+class TensorStats:
+    """Summary of one tensor's values, for display (all computed in float64)."""
+
+    numel: int
+    mean: float
+    std: float
+    """Sample standard deviation (``correction=1``, as ``torch.std``); 0.0 for one element,
+    where torch would say nan (a single scalar such as PReLU's weight has no spread)."""
+    min: float
+    max: float
+    norm: float
+    """L2 norm of all elements."""
+    zero_fraction: float
+    nonfinite: int
+    """How many elements are nan or ±inf (then mean/std/norm are not finite either)."""
+
+
+def _accumulate_device(t: torch.Tensor) -> torch.device:
+    # MPS has no float64: accumulate those chunks on the CPU instead.
+    return torch.device("cpu") if t.device.type == "mps" else t.device
+
+
+def tensor_stats(t: torch.Tensor | None) -> TensorStats | None:
+    """Mean/std/min/max/norm/zero fraction of ``t``, or None where there are no values to read.
+
+    None for: no tensor, the ``meta`` device, no elements, uninitialized lazy parameters,
+    complex, sparse and quantized tensors. Integer and bool tensors (``num_batches_tracked``)
+    and half/bfloat16 ones are widened to float64 chunk by chunk, so the sums are exact enough
+    and at most ~32 MiB is allocated whatever the tensor's size.
+    """
+    if t is None or is_lazy(t) or t.device.type == "meta":
+        return None
+    if t.layout != torch.strided or t.is_complex() or t.is_quantized:
+        return None
+    n = t.numel()
+    if n == 0:
+        return None
+    acc = _accumulate_device(t)
+    flat = t.detach().reshape(-1)
+    with torch.no_grad():
+        if n <= _STATS_CHUNK:
+            chunks: list[torch.Tensor] = [flat.to(device=acc, dtype=torch.float64)]
+
+            def parts() -> Iterator[torch.Tensor]:
+                return iter(chunks)
+        else:
+
+            def parts() -> Iterator[torch.Tensor]:
+                for start in range(0, n, _STATS_CHUNK):
+                    yield flat[start : start + _STATS_CHUNK].to(device=acc, dtype=torch.float64)
+
+        total = torch.zeros((), dtype=torch.float64, device=acc)
+        squares = torch.zeros((), dtype=torch.float64, device=acc)
+        zeros = torch.zeros((), dtype=torch.int64, device=acc)
+        nonfinite = torch.zeros((), dtype=torch.int64, device=acc)
+        lo: torch.Tensor | None = None
+        hi: torch.Tensor | None = None
+        for c in parts():
+            total += c.sum()
+            squares += c.square().sum()
+            zeros += (c == 0).sum()
+            nonfinite += (~torch.isfinite(c)).sum()
+            cmin, cmax = c.min(), c.max()
+            lo = cmin if lo is None else torch.minimum(lo, cmin)
+            hi = cmax if hi is None else torch.maximum(hi, cmax)
+        assert lo is not None and hi is not None
+        mean = total / n
+        # Two passes (sum of squared deviations from the mean), not E[x²]-E[x]², which loses
+        # every digit when the mean is large against the spread.
+        spread = torch.zeros((), dtype=torch.float64, device=acc)
+        for c in parts():
+            spread += (c - mean).square().sum()
+        std = (spread / (n - 1)).sqrt() if n > 1 else torch.zeros_like(spread)
+        values = torch.stack([mean, std, lo, hi, squares.sqrt()]).tolist()
+        zero_count, bad = torch.stack([zeros, nonfinite]).tolist()
+    return TensorStats(
+        numel=n,
+        mean=values[0],
+        std=values[1],
+        min=values[2],
+        max=values[3],
+        norm=values[4],
+        zero_fraction=zero_count / n,
+        nonfinite=bad,
+    )
+
+
+def grad_norms(model: nn.Module) -> dict[str, float]:
+    """``{parameter key: L2 norm of its .grad}`` (float64) for every parameter that has one.
+
+    Keys follow ``named_parameters(remove_duplicate=False)``, so a tied weight appears under
+    each of its keys with the same norm (its one shared gradient, computed once). Gradients on
+    ``meta`` have no values and are left out. The norms are gathered per device and read back
+    in one transfer, so a GPU model is not synchronised once per parameter.
+    """
+    keys: list[str] = []
+    slots: list[int] = []
+    seen: dict[int, int] = {}
+    norms: list[torch.Tensor] = []
+    with torch.no_grad():
+        for key, p in model.named_parameters(remove_duplicate=False):
+            g = p.grad
+            if g is None or g.device.type == "meta":
+                continue
+            slot = seen.get(id(p))
+            if slot is None:
+                if g.layout != torch.strided:
+                    g = g.coalesce().values() if g.is_sparse else g.to_dense()
+                acc = _accumulate_device(g)
+                g = g.detach()
+                if g.is_complex():
+                    g = g.abs()
+                norm = torch.linalg.vector_norm(g.to(device=acc, dtype=torch.float64))
+                slot = seen[id(p)] = len(norms)
+                norms.append(norm)
+            keys.append(key)
+            slots.append(slot)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(norms):
+        by_device.setdefault(t.device, []).append(i)
+    values: list[float] = [0.0] * len(norms)
+    for idx in by_device.values():
+        for i, v in zip(idx, torch.stack([norms[i] for i in idx]).tolist(), strict=True):
+            values[i] = v
+    return {key: values[slot] for key, slot in zip(keys, slots, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# lookups for the inspector's other tabs
+
+
+def module_at(model: nn.Module, path: str) -> nn.Module:
+    """The module at ``path`` (``""`` is the root), walking ``_modules`` key by key.
+
+    Raises KeyError naming the missing part, where it was looked for, and what is there.
+    """
+    module = model
+    if path == "":
+        return module
+    walked: list[str] = []
+    for part in path.split("."):
+        children = module.__dict__.get("_modules") or {}
+        child = children.get(part)
+        if child is None:
+            where = ".".join(walked) or "<root>"
+            there = [k for k, c in children.items() if c is not None]
+            reason = "is None" if part in children else "does not exist"
+            raise KeyError(
+                f"no module at {path!r}: {where} ({type(module).__name__}) has no child "
+                f"{part!r} (it {reason}); its children are {there}"
+            )
+        module = child
+        walked.append(part)
+    return module
+
+
+def state_dict_rows(model: nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(key, shape, dtype)`` for each ``state_dict`` entry, in order, without copying.
+
+    ``keep_vars=True`` hands back the live tensors instead of detached copies. The
+    ``state_dict`` hooks run, as they would on save, so the keys are the ones a save writes.
+    An uninitialized lazy entry reads ``shape ()`` and ``"<dtype> (uninitialized)"``; a
+    non-tensor extra state reads ``()`` and ``"<TypeName>"``.
+    """
+    rows: list[tuple[str, tuple[int, ...], str]] = []
+    for key, value in model.state_dict(keep_vars=True).items():
+        if not isinstance(value, torch.Tensor):
+            rows.append((key, (), f"<{type(value).__name__}>"))
+        elif is_lazy(value):
+            rows.append((key, (), f"{_dtype_name(value.dtype)} (uninitialized)"))
+        else:
+            rows.append((key, tuple(value.shape), _dtype_name(value.dtype)))
+    return rows
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a hook, looking through torch's wrappers and partials."""
+    seen = 0
+    while seen < 8:  # __wrapped__ chains are short; never loop forever on an odd object
+        seen += 1
+        if isinstance(fn, functools.partial):
+            return f"functools.partial({_callable_name(fn.func)})"
+        inner = getattr(fn, "__wrapped__", None) or getattr(fn, "hook", None)
+        if inner is None or inner is fn or not callable(inner):
+            break
+        fn = inner
+    qualname = getattr(fn, "__qualname__", None)
+    owner = fn
+    if not isinstance(qualname, str):  # a callable object: name its class
+        owner = type(fn)
+        qualname = owner.__qualname__
+    mod = getattr(owner, "__module__", None)
+    return f"{mod}.{qualname}" if isinstance(mod, str) and mod else qualname
+
+
+def hook_rows(model: nn.Module) -> list[tuple[str, str, int, str]]:
+    """``(module path, hook dict name, hook id, callable's qualified name)`` for every hook.
+
+    Includes hooks torch itself registers (lazy modules, ``weight_norm``, parametrizations),
+    since they run all the same. A hook on a tied module is listed at each of its paths, where
+    it fires. Global hooks live on no module: see :func:`global_hook_rows`.
+    """
+    rows: list[tuple[str, str, int, str]] = []
+    for path, module in _walk(model):
+        md = module.__dict__
+        for name in HOOK_DICTS:
+            hooks = md.get(name)
+            if hooks:
+                rows.extend((path, name, int(hid), _callable_name(fn)) for hid, fn in hooks.items())
+    return rows
+
+
+def global_hook_rows() -> list[tuple[str, int, str]]:
+    """``(dict name, hook id, qualified name)`` for hooks registered on *every* module.
+
+    ``nn.modules.module.register_module_forward_hook`` and friends fire for all modules but
+    are stored on none, so a per-module view would hide them.
+    """
+    from torch.nn.modules import module as module_mod
+
+    rows: list[tuple[str, int, str]] = []
+    for name in _GLOBAL_HOOK_DICTS:
+        hooks = getattr(module_mod, name, None)
+        if isinstance(hooks, dict):
+            rows.extend((name, int(hid), _callable_name(fn)) for hid, fn in hooks.items())
+    return rows
