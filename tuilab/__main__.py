@@ -1,0 +1,7 @@
+"""`python -m tuilab` runs the `tuilab` command."""
+
+import sys
+
+from tuilab.cli import main
+
+sys.exit(main())

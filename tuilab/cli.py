@@ -1,0 +1,115 @@
+"""The `tuilab` command.
+
+`tuilab [SPEC]` opens the lab (SPEC: a preset name, a workspace .toml, or `file.py:NAME` for
+the user's own module; the `mlp` preset when omitted). The headless subcommands (`presets`,
+`summary`, `export`, `train`, `bench`) print with rich. Each subcommand imports what it needs
+only when it runs, so `tuilab --help` is instant and the app's first frame does not wait for
+PyTorch. Bad input exits with code 2 and one line saying what and where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tuilab import __version__
+
+SUBCOMMANDS = ("presets", "summary", "export", "train", "bench")
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuilab",
+        description="A terminal lab for PyTorch models. Subcommands: "
+        + ", ".join(SUBCOMMANDS) + " (tuilab COMMAND --help).",
+    )
+    parser.add_argument(
+        "spec", nargs="?", default="mlp",
+        help="preset name, workspace .toml, or path/to/file.py:NAME (default: mlp)",
+    )
+    parser.add_argument("--input-shape", help="input shape with batch, e.g. 1,1,32,32")
+    parser.add_argument("--version", action="version", version=f"tuilab {__version__}")
+    return parser
+
+
+def _command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuilab")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    presets = sub.add_parser("presets", help="list the preset models")
+    presets.add_argument("--json", action="store_true")
+
+    summary = sub.add_parser("summary", help="layer table: output shapes, parameters, MACs")
+    summary.add_argument("spec", help="preset name or workspace .toml")
+    summary.add_argument("--input-shape", help="e.g. 1,1,32,32 (batch first)")
+    summary.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="standalone PyTorch source for a model")
+    export.add_argument("spec")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    train = sub.add_parser("train", help="train a model on its task, headless")
+    train.add_argument("spec")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--task")
+    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    train.add_argument("--lr", type=float)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--dtype", default="float32")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--load-weights")
+    train.add_argument("--save-weights")
+    train.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="measure tuilab against bare PyTorch, side by side")
+    bench.add_argument("--quick", action="store_true", help="fewer rounds and smaller models")
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return _run_command(_command_parser().parse_args(args))
+    options = _app_parser().parse_args(args)
+    from tuilab.app.launch import launch
+
+    return launch(options.spec, input_shape=options.input_shape)
+
+
+def _run_command(options: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if options.command == "presets":
+        from tuilab.cli_commands import cmd_presets
+
+        return cmd_presets(console, as_json=options.json)
+    if options.command == "summary":
+        from tuilab.cli_commands import cmd_summary
+
+        return cmd_summary(console, options.spec, input_shape=options.input_shape,
+                           as_json=options.json)
+    if options.command == "export":
+        from tuilab.cli_commands import cmd_export
+
+        return cmd_export(console, options.spec, output=options.output)
+    if options.command == "train":
+        from tuilab.cli_train import cmd_train
+
+        return cmd_train(
+            console, options.spec, steps=options.steps, task=options.task,
+            optimizer=options.optimizer, lr=options.lr, batch_size=options.batch_size,
+            device=options.device, dtype=options.dtype, seed=options.seed,
+            load_weights=options.load_weights, save_weights=options.save_weights,
+            as_json=options.json,
+        )
+    from tuilab.bench.run import cmd_bench
+
+    return cmd_bench(console, quick=options.quick, as_json=options.json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""One lab session: the spec being edited, the live module built from it, its modes and runs.
+
+The Textual app holds a `Lab` and calls its methods; it never touches PyTorch itself. Every
+method either succeeds and returns what changed (a `LabUpdate` with the PyTorch line for the
+code log and the snapshot diff the inspector applies), or raises a `TuilabError` having
+changed nothing, so the app can show the message and carry on with the user's work intact.
+
+A user's own module (`tuilab file.py:NAME`, `tuilab.show(model)`) has no spec: the lab
+inspects, runs and trains it as it is, and refuses palette edits with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuilab.core.build import Builder
+from tuilab.core.edits import EditResult, SpecEditor, check_input_shape
+from tuilab.core.errors import EditError, ModeError, TuilabError
+from tuilab.core.introspect import Snapshot, SnapshotDiff, diff, snapshot
+from tuilab.core.spec import ModelSpec
+from tuilab.core.workspace import Workspace, load_workspace, save_workspace
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from tuilab.core.runtime import BackwardReport, ForwardReport
+    from tuilab.core.shapes import Summary
+    from tuilab.core.training import MetricsBatch
+
+# Models whose parameters would take more than this stay on the meta device: they can be
+# inspected and summarised, but not run (gpt2_xl needs ~6.5 GB in float32).
+MATERIALISE_LIMIT_BYTES = 2 * 2**30
+
+DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+
+
+@dataclass(frozen=True)
+class LabUpdate:
+    """What an action did: a sentence, its PyTorch line, and the inspector's diff."""
+
+    description: str
+    code: str
+    diff: SnapshotDiff
+    snapshot: Snapshot
+    path: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """One training run's settings and history, kept when it stops, fails or finishes."""
+
+    name: str
+    config: dict[str, Any]
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    status: str = "running"  # running | finished | stopped | failed
+    error: str = ""
+    steps_per_s: float = 0.0
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "config": dict(self.config), "steps": list(self.steps),
+            "losses": list(self.losses), "val_steps": list(self.val_steps),
+            "val_losses": list(self.val_losses), "val_accuracy": list(self.val_accuracy),
+            "status": self.status, "error": self.error, "steps_per_s": self.steps_per_s,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("name", "run")
+        values.setdefault("config", {})
+        if values.get("status") == "running":
+            values["status"] = "stopped"  # it was cut off when the process ended
+        return cls(**values)
+
+
+class Lab:
+    """The engine behind one window of the app."""
+
+    def __init__(self, spec: ModelSpec | None = None, *, module: nn.Module | None = None,
+                 input_shape: tuple[int, ...] | None = None, name: str = "model",
+                 source: str = "", takes_tokens: bool = False,
+                 vocab_size: int | None = None) -> None:
+        if (spec is None) == (module is None):
+            raise ValueError("a Lab needs either a spec or a module")
+        self.editor = SpecEditor(spec) if spec is not None else None
+        self.source = source
+        self._name = spec.name if spec is not None else name
+        self._input_shape = tuple(spec.input_shape if spec is not None else (input_shape or ()))
+        self._takes_tokens = takes_tokens
+        self._vocab_size = vocab_size
+        self.training = True
+        self.dtype_name = "float32"
+        self.device = "cpu"
+        self.code_log: list[str] = []
+        self.runs: list[RunRecord] = []
+        self.train_settings: dict[str, Any] = {}
+        self.path: Path | None = None
+        self.dirty = False
+        self.busy_reason = ""
+        self.too_large_bytes = 0
+        self.load_messages: list[str] = []
+        if module is not None:
+            self.builder = None
+            self.model = module
+            self.training = module.training
+            first = next(module.parameters(), None)
+            if first is not None:
+                self.device = str(first.device)
+                self.dtype_name = str(first.dtype).replace("torch.", "")
+        else:
+            self._choose_device_for_size()
+            self.builder = Builder(device=self.device, training=self.training)
+            self.model = self.builder.build(self.spec)
+        self.snapshot = snapshot(self.model)
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_workspace(cls, workspace: Workspace, *, path: Path | None = None) -> Lab:
+        lab = cls(workspace.spec)
+        lab.path = path
+        lab.train_settings = dict(workspace.training)
+        lab.runs = [RunRecord.from_data(dict(run)) for run in workspace.runs]
+        modes = workspace.modes
+        messages = []
+        for action, value in (("training", modes.get("training")),
+                              ("dtype", modes.get("dtype")), ("device", modes.get("device"))):
+            if value is None:
+                continue
+            try:
+                if action == "training":
+                    lab.set_training(bool(value))
+                elif action == "dtype":
+                    lab.set_dtype(str(value))
+                else:
+                    lab.set_device(str(value))
+            except TuilabError as error:
+                messages.append(str(error))
+        lab.load_messages = messages
+        lab.dirty = False
+        return lab
+
+    @classmethod
+    def open(cls, path: str | Path) -> Lab:
+        path = Path(path)
+        return cls.from_workspace(load_workspace(path), path=path)
+
+    def _choose_device_for_size(self) -> None:
+        from tuilab.core.build import build
+
+        meta = build(self.spec, device="meta")
+        total = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}
+                    .values())
+        if total > MATERIALISE_LIMIT_BYTES:
+            self.device = "meta"
+            self.too_large_bytes = total
+
+    # --- what the app shows ---------------------------------------------------------------
+    @property
+    def editable(self) -> bool:
+        return self.editor is not None
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self.editor is None:
+            raise EditError(
+                "this is your own module, not built from the palette: it can be inspected, run "
+                "and trained, but palette edits are off", where=self._name)
+        return self.editor.spec
+
+    @property
+    def name(self) -> str:
+        return self.editor.spec.name if self.editor else self._name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.editor.spec.input_shape if self.editor else self._input_shape
+
+    @property
+    def takes_tokens(self) -> bool:
+        return self.editor.spec.takes_tokens if self.editor else self._takes_tokens
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self.editor.spec.vocab_size if self.editor else self._vocab_size
+
+    @property
+    def on_meta(self) -> bool:
+        return self.device == "meta"
+
+    def too_large_message(self) -> str:
+        gb = self.too_large_bytes / 2**30
+        return (f"{self.name} needs {gb:.1f} GiB for its parameters alone, more than tuilab "
+                f"materialises ({MATERIALISE_LIMIT_BYTES / 2**30:.0f} GiB): it lives on the "
+                "meta device, to inspect and summarise without allocating it")
+
+    # --- state changes --------------------------------------------------------------------
+    def _check_idle(self) -> None:
+        if self.busy_reason:
+            raise EditError(f"{self.busy_reason}: stop it first", where=self.name)
+
+    def _refresh(self, description: str, code: str, path: str | None = None) -> LabUpdate:
+        new = snapshot(self.model)
+        change = diff(self.snapshot, new)
+        self.snapshot = new
+        self.code_log.append(code)
+        self.dirty = True
+        return LabUpdate(description, code, change, new, path)
+
+    def edit(self, action: str, *args: Any, **kwargs: Any) -> LabUpdate:
+        """Run a SpecEditor edit (`add`, `remove`, `move`, `indent`, `outdent`, `duplicate`,
+        `rename`, `set_arg`, `set_args`, `share`, `set_frozen`, `set_input_shape`, `undo`,
+        `redo`) and rebuild the live module from the new spec."""
+        self._check_idle()
+        editor = self._editor()
+        method = getattr(editor, action, None)
+        if action.startswith("_") or not callable(method):
+            raise EditError(f"unknown edit {action!r}")
+        result: EditResult = method(*args, **kwargs)
+        try:
+            self.model = self.builder.build(result.spec)
+        except Exception as error:
+            editor.undo()
+            editor._redo.pop()
+            self.model = self.builder.build(editor.spec)
+            raise EditError(f"the model could not be built after this edit: {error}",
+                            where=result.path or "") from None
+        return self._refresh(result.description, result.code, result.path)
+
+    def _editor(self) -> SpecEditor:
+        if self.editor is None:
+            self.spec  # raises the explanation  # noqa: B018
+        assert self.editor is not None
+        return self.editor
+
+    def load_spec(self, spec: ModelSpec, description: str) -> LabUpdate:
+        """Replace the model (a preset or file), undoable as one step."""
+        self._check_idle()
+        editor = self._editor()
+        editor.reset(spec, description)
+        self.too_large_bytes = 0
+        previous_device = self.device
+        self._choose_device_for_size()
+        if self.device != previous_device or self.builder is None:
+            self.builder = Builder(device=self.device, training=self.training)
+        self.model = self.builder.build(spec)
+        return self._refresh(description, f"net = build_model()  # {spec.name}", "")
+
+    def set_training(self, training: bool) -> LabUpdate:
+        self._check_idle()
+        from tuilab.core.runtime import set_training
+
+        code = set_training(self.model, training)
+        self.training = training
+        if self.builder is not None:
+            self.builder.training = training
+        return self._refresh("train mode" if training else "eval mode", code)
+
+    def set_dtype(self, name: str) -> LabUpdate:
+        self._check_idle()
+        from tuilab.core.runtime import change_mode, parse_dtype
+
+        dtype = parse_dtype(name)
+        code = change_mode(self.model, dtype=dtype, probe_input=self._probe_input(dtype=dtype))
+        self.dtype_name = name
+        if self.builder is not None:
+            self.builder.dtype = dtype
+        return self._refresh(f"dtype {name}", code + self._optimizer_note())
+
+    def set_device(self, name: str) -> LabUpdate:
+        self._check_idle()
+        if self.on_meta:
+            raise ModeError(self.too_large_message(), where="device")
+        from tuilab.core.runtime import change_mode, parse_device
+
+        device = parse_device(name)
+        code = change_mode(self.model, device=device,
+                           probe_input=self._probe_input(device=str(device)))
+        self.device = str(device)
+        if self.builder is not None:
+            self.builder.device = self.device
+        return self._refresh(f"device {self.device}", code + self._optimizer_note())
+
+    def _optimizer_note(self) -> str:
+        return "  # the optimizer is rebuilt for the next run: its state was reset"
+
+    # --- inputs and runs ------------------------------------------------------------------
+    def make_input(self, *, device: str | None = None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+        from tuilab.core.runtime import parse_dtype
+        from tuilab.core.shapes import make_input
+
+        return make_input(self.input_shape, takes_tokens=self.takes_tokens,
+                          vocab_size=self.vocab_size, device=device or self.device,
+                          dtype=dtype or parse_dtype(self.dtype_name))
+
+    def _probe_input(self, *, device: str | None = None,
+                     dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        if self.on_meta or not self.input_shape:
+            return None
+        return self.make_input(device=device, dtype=dtype)
+
+    def _check_runnable(self) -> None:
+        if self.on_meta:
+            raise ModeError(self.too_large_message(), where="run")
+
+    def summary(self) -> Summary:
+        from tuilab.core.shapes import summarize_module, summarize_spec
+
+        if self.editor is not None:
+            return summarize_spec(self.editor.spec)
+        return summarize_module(self.model, self.input_shape, takes_tokens=self.takes_tokens,
+                                vocab_size=self.vocab_size, name=self.name)
+
+    def forward(self) -> tuple[ForwardReport, LabUpdate]:
+        """One forward pass on random input; in train mode BatchNorm's buffers change."""
+        self._check_idle()
+        self._check_runnable()
+        from tuilab.core.runtime import forward_report
+
+        report = forward_report(self.model, self.make_input())
+        return report, self._refresh("forward pass", "out = net(x)")
+
+    def backward(self) -> tuple[BackwardReport, LabUpdate]:
+        self._check_idle()
+        self._check_runnable()
+        from tuilab.core.runtime import backward_report
+
+        data = self.task_data(samples=max(8, self.input_shape[0]))
+        batch = slice(0, self.input_shape[0])
+        report = backward_report(self.model, data.x_train[batch].to(self.device),
+                                 data.y_train[batch].to(self.device), data.loss)
+        return report, self._refresh("backward pass",
+                                     "loss = loss_fn(net(x), y); loss.backward()")
+
+    def zero_grad(self) -> LabUpdate:
+        from tuilab.core.runtime import zero_grad
+
+        return self._refresh("zero_grad", zero_grad(self.model))
+
+    def initialise(self, path: str, scheme: str, **options: Any) -> LabUpdate:
+        self._check_idle()
+        from tuilab.core.introspect import module_at
+        from tuilab.core.runtime import apply_init
+
+        module = module_at(self.model, path)
+        code = apply_init(module, scheme, **options)
+        target = self._module_expr(path)
+        return self._refresh(f"init {scheme} on {path or 'the model'}",
+                             code.replace("net.", f"{target}.", 1) if target != "net" else code,
+                             path)
+
+    def _module_expr(self, path: str) -> str:
+        if self.editor is None:
+            return "net" if not path else f"net.get_submodule({path!r})"
+        from tuilab.core.edits import module_expr
+
+        return module_expr(self.editor.spec.root, path)
+
+    def task_data(self, task: str | None = None, *, samples: int | None = None, seed: int = 0):
+        from tuilab.core.tasks import make_task
+
+        name = task or (self.editor.spec.task if self.editor else "teacher")
+        return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
+                         model=self.model, seed=seed, samples=samples)
+
+    # --- training -------------------------------------------------------------------------
+    def start_run(self, settings: dict[str, Any]) -> RunRecord:
+        """Register a run; the app then iterates `train(run, stop, pause)` in a worker."""
+        self._check_idle()
+        self._check_runnable()
+        run = RunRecord(name=f"run {len(self.runs) + 1}", config=dict(settings))
+        self.runs.append(run)
+        self.train_settings = dict(settings)
+        self.busy_reason = "a training run is going"
+        return run
+
+    def train(self, run: RunRecord, stop: threading.Event,
+              pause: threading.Event | None = None) -> Iterator[MetricsBatch]:
+        """The training generator for `run`; safe to iterate in a worker thread."""
+        from tuilab.core.training import TrainConfig, check_config, train
+
+        try:
+            config = check_config(TrainConfig(**{**run.config, "device": self.device,
+                                                 "dtype": self.dtype_name}))
+            data = self.task_data(config.task, seed=config.seed)
+            started = time.perf_counter()
+            for batch in train(self.model, data, config, stop=stop, pause=pause):
+                self._record(run, batch)
+                yield batch
+            run.steps_per_s = (len(run.steps) / (time.perf_counter() - started)
+                               if run.steps else 0.0)
+        except Exception as error:
+            run.status = "failed"
+            run.error = str(error)
+            raise
+        finally:
+            self.busy_reason = ""
+            if run.status == "running":
+                run.status = "finished"
+            self.snapshot_after_run()
+
+    @staticmethod
+    def _record(run: RunRecord, batch: MetricsBatch) -> None:
+        run.steps.extend(batch.steps)
+        run.losses.extend(batch.losses)
+        run.val_steps.extend(batch.val_steps)
+        run.val_losses.extend(batch.val_losses)
+        run.val_accuracy.extend(batch.val_accuracy)
+        if batch.error:
+            run.status = "failed"
+            run.error = batch.error
+        elif batch.done:
+            run.status = "stopped" if batch.stopped else "finished"
+
+    def snapshot_after_run(self) -> None:
+        """Mark the workspace changed; the app refreshes the inspector on the UI thread."""
+        self.dirty = True
+
+    def refresh(self, description: str = "refresh", code: str = "") -> LabUpdate:
+        """Re-snapshot after something ran (a training run, a hook) and return the diff."""
+        update = self._refresh(description, code or f"# {description}")
+        if not code:
+            self.code_log.pop()
+        return update
+
+    # --- files ----------------------------------------------------------------------------
+    def workspace(self) -> Workspace:
+        return Workspace(
+            spec=self.spec,
+            modes={"training": self.training, "device": self.device if not self.on_meta
+                   else "cpu", "dtype": self.dtype_name},
+            training={k: v for k, v in self.train_settings.items() if v is not None},
+            runs=[run.to_data() for run in self.runs],
+        )
+
+    def save(self, path: str | Path | None = None) -> Path:
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise EditError("choose a file name to save to", where="save")
+        save_workspace(self.workspace(), target)
+        self.path = target
+        self.dirty = False
+        return target
+
+    def set_input_shape(self, text: str) -> LabUpdate:
+        shape = check_input_shape(text)
+        if self.editor is not None:
+            return self.edit("set_input_shape", shape)
+        self._input_shape = shape
+        return self._refresh(f"input shape {shape}", f"x = torch.randn{shape}")
