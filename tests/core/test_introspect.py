@@ -14,6 +14,7 @@ import math
 import resource
 import sys
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -332,9 +333,7 @@ def test_to_float64_changes_every_floating_tensor() -> None:
     assert d.parameters == TableDiff(changed=tuple(k for k, _ in model.named_parameters()))
     assert all(row.dtype == "float64" for row in new.parameters.values())
     # num_batches_tracked is int64: .to(float64) leaves it alone
-    assert d.buffers.changed == tuple(
-        k for k, b in model.named_buffers() if b.is_floating_point()
-    )
+    assert d.buffers.changed == tuple(k for k, b in model.named_buffers() if b.is_floating_point())
     assert "1.num_batches_tracked" not in d.buffers.changed
     assert d.modules.empty
     assert new.param_bytes == 2 * old.param_bytes
@@ -344,14 +343,50 @@ def test_batchnorm_forward_in_train_mode_changes_buffers_only() -> None:
     model = cnn().train()
     old = snapshot(model)
     model(torch.randn(4, 1, 28, 28))
-    d = diff(old, snapshot(model))
-    assert d.buffers == TableDiff(
-        changed=tuple(
-            f"{i}.{n}" for i in (1, 5) for n in ("running_mean", "running_var", "num_batches_tracked")
-        )
-    )
+    new = snapshot(model)
+    d = diff(old, new)
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    assert d.buffers == TableDiff(changed=tuple(f"{i}.{n}" for i in (1, 5) for n in stats))
     assert d.parameters.empty
     assert d.modules.empty
+    # torch moves only num_batches_tracked's _version (pytorch/pytorch#13402); the running
+    # stats are caught by their checksum, which must match torch's own bytes.
+    for key in d.buffers.changed:
+        t = model.get_buffer(key)
+        assert new.buffers[key].checksum == zlib.crc32(t.numpy().tobytes())
+        assert new.buffers[key].checksum != old.buffers[key].checksum
+
+
+def test_writes_through_data_are_seen() -> None:
+    """Seed 003 edits weights through `.data`, which bumps no version counter."""
+    model = tied()
+    old = snapshot(model)
+    model[0].weight.data[:] += 1
+    model[0].weight.data[0, 0] = 42
+    model[2].bias.data.zero_()
+    new = snapshot(model)
+    d = diff(old, new)
+    assert d.parameters == TableDiff(changed=("0.weight", "2.bias", "4.bias"))
+    assert new.parameters["0.weight"].version == old.parameters["0.weight"].version
+    assert d.modules.empty and d.buffers.empty
+
+
+def test_checksum_limit() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(257, 1024))  # weight: 1 MiB + 4 KiB
+    snap = snapshot(model)
+    assert snap.parameters["0.weight"].checksum == zlib.crc32(model[0].weight.detach().numpy())
+    assert snap.parameters["1.weight"].checksum is None  # over 1 MiB: version only
+    assert snap.parameters["1.bias"].checksum is not None
+    off = snapshot(model, checksum_limit=0)
+    assert all(row.checksum is None for row in off.parameters.values())
+    # a non-contiguous tensor is hashed as its contiguous bytes
+    holder = nn.Module()
+    holder.register_buffer("t", torch.arange(12.0).reshape(3, 4).t())
+    want = zlib.crc32(holder.t.contiguous().numpy().tobytes())
+    assert snapshot(holder).buffers["t"].checksum == want
+    with torch.device("meta"):
+        meta = nn.Linear(4, 4)
+    assert snapshot(meta).parameters["weight"].checksum is None
 
 
 def test_forward_in_eval_mode_changes_nothing() -> None:

@@ -202,7 +202,7 @@ class SpecEditor:
             return f"{target}._modules[{name!r}] = {call}"
         if kind == "dict":
             return f"{target}[{name!r}] = {call}"
-        if is_positional([c.name for c in container.children]):
+        if name.isdigit() and is_positional([c.name for c in container.children]):
             if at_end:
                 return f"{target}.append({call})"
             return f"{target}.insert({position}, {call})"
@@ -210,8 +210,7 @@ class SpecEditor:
         return line if at_end else f"{line}  # then moved to position {position}"
 
     def remove(self, path: str) -> EditResult:
-        if path == "":
-            raise EditError("the root of the model cannot be removed", where="(root)")
+        _not_root(path, "removed")
         node = find(self._root(), path)
         removed_ids = {n.id for _, n in walk(node)}
         for other_path, other in walk(self._root()):
@@ -232,8 +231,7 @@ class SpecEditor:
 
     def move(self, path: str, delta: int) -> EditResult:
         """Move a node up (delta < 0) or down among its siblings."""
-        if path == "":
-            raise EditError("the root cannot move", where="(root)")
+        _not_root(path, "moved")
         parent_p = parent_path(path)
         parent = find(self._root(), parent_p)
         names = [c.name for c in parent.children]
@@ -255,6 +253,7 @@ class SpecEditor:
 
     def indent(self, path: str) -> EditResult:
         """Move a node into the container just above it (as its last child)."""
+        _not_root(path, "moved")
         parent_p = parent_path(path)
         parent = find(self._root(), parent_p)
         names = [c.name for c in parent.children]
@@ -265,6 +264,7 @@ class SpecEditor:
 
     def outdent(self, path: str) -> EditResult:
         """Move a node out of its container, to just after that container."""
+        _not_root(path, "moved")
         parent_p = parent_path(path)
         if parent_p == "" and "." not in path:
             raise EditError("already at the top level", where=path)
@@ -295,8 +295,7 @@ class SpecEditor:
                             new_path)
 
     def duplicate(self, path: str) -> EditResult:
-        if path == "":
-            raise EditError("the root cannot be duplicated", where="(root)")
+        _not_root(path, "duplicated")
         node = find(self._root(), path)
         parent_p = parent_path(path)
         parent = find(self._root(), parent_p)
@@ -382,6 +381,12 @@ class SpecEditor:
         spec = replace(self._spec, input_shape=checked)
         text = ", ".join(str(d) for d in checked)
         return self._commit(spec, f"input shape ({text})", f"x = torch.randn({text})", None)
+
+
+def _not_root(path: str, verb: str) -> None:
+    if path == "":
+        raise EditError(f"the model itself (the root) cannot be {verb}; select a block inside it",
+                        where="(root)")
 
 
 def check_input_shape(shape: Any) -> tuple[int, ...]:

@@ -350,21 +350,18 @@ def _mark_shared(rows: dict[str, Any], ties: dict[int, list[str]]) -> None:
             rows[key] = replace(rows[key], shared_with=tuple(k for k in keys if k != key))
 
 
-def _note(first: dict[int, str], ties: dict[int, list[str]], obj: object, key: str) -> bool:
-    """Record that ``obj`` is seen at ``key``; True the first time (count it), False for a tie.
+def _tie(first: dict[int, str], ties: dict[int, list[str]], obj: object, key: str) -> None:
+    """Record that ``obj``, first seen elsewhere, is seen again at ``key`` (a tied object).
 
-    Only tied objects get a list, so the usual untied model allocates nothing here.
+    The caller checks ``first.setdefault(id(obj), key) is key`` inline (the hot, untied case:
+    nothing allocated); only tied objects reach here and get a list.
     """
     oid = id(obj)
-    seen_at = first.setdefault(oid, key)
-    if seen_at is key:
-        return True
     keys = ties.get(oid)
     if keys is None:
-        ties[oid] = [seen_at, key]
+        ties[oid] = [first[oid], key]
     else:
         keys.append(key)
-    return False
 
 
 def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
@@ -390,7 +387,8 @@ def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
 
     for path, module in _walk(model):
         md = module.__dict__
-        _note(first_module, module_ties, module, path)
+        if first_module.setdefault(id(module), path) is not path:
+            _tie(first_module, module_ties, module, path)
         dot = f"{path}." if path else ""
 
         own_params = 0
@@ -402,7 +400,9 @@ def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
                 key, path, name, "parameter", p, True, checksum_limit
             )
             own_params += row.numel
-            if _note(first_param, param_ties, p, key):
+            if first_param.setdefault(id(p), key) is not key:
+                _tie(first_param, param_ties, p, key)
+            else:
                 total += row.numel
                 param_bytes += row.nbytes
                 if row.requires_grad:
@@ -421,7 +421,9 @@ def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
                     key, path, name, "buffer", b, persistent, checksum_limit
                 )
                 own_buffers += row.numel
-                if _note(first_buffer, buffer_ties, b, key):
+                if first_buffer.setdefault(id(b), key) is not key:
+                    _tie(first_buffer, buffer_ties, b, key)
+                else:
                     buffer_bytes += row.nbytes
 
         children = md.get("_modules") or _EMPTY

@@ -756,14 +756,17 @@ def _teacher(opts: _Options) -> TaskData:
                 f"be guessed from a model whose first layer is {type(first).__name__}"
             )
 
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ValueError(
+            "task 'teacher' needs a model with real weights; this one lives on the meta device "
+            "(too large to materialise), so it has no outputs to learn from"
+        )
     try:
         teacher = copy.deepcopy(model)
     except Exception as err:
         raise ValueError(f"task 'teacher': the model cannot be copied: {err}") from err
     # The teacher always runs on the CPU in float32, so its targets do not depend on where
-    # the student lives and the student's device memory is not touched.
-    if any(t.is_meta for t in (*teacher.parameters(), *teacher.buffers())):
-        teacher = teacher.to_empty(device="cpu")
+    # the student lives (a student in float16 on a GPU gets the same targets as on the CPU).
     teacher = teacher.to(device="cpu", dtype=torch.float32).eval().requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         _reinitialise(teacher, opts.seed + 1)
@@ -903,6 +906,8 @@ def _read_csv(path: Path) -> tuple[Tensor, Tensor, bool]:
                 if value is None or not math.isfinite(value):
                     named = f" ({header[col - 1]!r})" if header and header[col - 1] else ""
                     what = "not a number" if value is None else "not a finite number"
+                    if ";" in cell or "\t" in cell:
+                        what += " (tuilab reads comma-separated values)"
                     raise ValueError(
                         f"{path}: row {line} column {col}{named} is {cell!r}, {what}; a "
                         f"tuilab CSV holds numbers only (an optional header row, the target "
