@@ -1,0 +1,161 @@
+"""Opening a user's own module: `tuilab path/to/file.py:NAME`.
+
+Importing a Python file runs its code, so tuilab does it only for a path the user named on the
+command line, and the app first shows that path and the file's SHA-256 (:func:`describe`) in a
+confirmation dialog. Nothing here is reachable from a workspace file.
+
+NAME is a class whose constructor needs no arguments, or a function that needs none and returns
+an ``nn.Module``. Every failure is one :class:`~tuilab.core.errors.SpecFileError` naming the
+file (and the line, for an import error): the app shows it and carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuilab.core.errors import SpecFileError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["describe", "guess_input", "is_user_code_arg", "load_user_module", "split_arg"]
+
+
+def is_user_code_arg(text: str) -> bool:
+    """True for `file.py:NAME` (or a bare `file.py`, which then lacks its NAME)."""
+    path, _, _ = text.rpartition(":") if ":" in text else (text, "", "")
+    return path.endswith(".py") or text.endswith(".py")
+
+
+def split_arg(text: str) -> tuple[Path, str]:
+    """`path/to/file.py:NAME` -> (path, NAME); a missing NAME is a clear error."""
+    path_text, sep, name = text.rpartition(":")
+    if not sep or not path_text.endswith(".py"):
+        raise SpecFileError(
+            "name the module to open after a colon, e.g. my_model.py:Net (a class with no "
+            "required arguments, or a function returning an nn.Module)", where=text)
+    if not name.isidentifier():
+        raise SpecFileError(f"{name!r} is not a Python name", where=text)
+    return Path(path_text), name
+
+
+def describe(path: str | Path) -> tuple[Path, str]:
+    """The absolute path and SHA-256 of the file, shown to the user before it is imported."""
+    target = Path(path).expanduser()
+    if not target.is_file():
+        raise SpecFileError("no such file", where=str(path))
+    try:
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    except OSError as error:
+        raise SpecFileError(f"cannot read it: {error.strerror or error}", where=str(path)) from None
+    return target.resolve(), digest
+
+
+def _import_file(path: Path) -> Any:
+    module_name = f"tuilab_user_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SpecFileError("cannot be imported as a Python module", where=str(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up here
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        sys.modules.pop(module_name, None)
+        raise SpecFileError(f"syntax error: {error.msg}",
+                            where=f"{path}:{error.lineno}") from None
+    except BaseException as error:  # the user's code may raise anything, even SystemExit
+        sys.modules.pop(module_name, None)
+        line = _user_line(error, path)
+        raise SpecFileError(f"importing it raised {type(error).__name__}: {error}",
+                            where=f"{path}:{line}" if line else str(path)) from None
+    return module
+
+
+def _user_line(error: BaseException, path: Path) -> int | None:
+    """The deepest line of the user's file in the traceback (where their code failed)."""
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == path:
+            line = frame.lineno
+    return line
+
+
+def load_user_module(spec_text: str) -> tuple[nn.Module, str]:
+    """Import `file.py`, call NAME, and return the module and its display name."""
+    from torch import nn
+
+    path_part, name = split_arg(spec_text)
+    path, _ = describe(path_part)
+    module = _import_file(path)
+    if not hasattr(module, name):
+        found = sorted(n for n, v in vars(module).items()
+                       if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+                       and getattr(v, "__module__", None) == module.__name__)
+        hint = f" (it defines: {', '.join(found)})" if found else ""
+        raise SpecFileError(f"the file has no {name!r}{hint}", where=str(path))
+    target = getattr(module, name)
+    if isinstance(target, nn.Module):
+        return target, name
+    if not callable(target):
+        raise SpecFileError(f"{name} is a {type(target).__name__}, not a class or function",
+                            where=f"{path}:{name}")
+    _check_no_required_args(target, f"{path}:{name}")
+    try:
+        result = target()
+    except BaseException as error:
+        line = _user_line(error, path)
+        raise SpecFileError(f"{name}() raised {type(error).__name__}: {error}",
+                            where=f"{path}:{line}" if line else f"{path}:{name}") from None
+    if not isinstance(result, nn.Module):
+        raise SpecFileError(f"{name}() returned a {type(result).__name__}, not an nn.Module",
+                            where=f"{path}:{name}")
+    return result, name
+
+
+def _check_no_required_args(target: Any, where: str) -> None:
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: just try it
+    required = [
+        p.name for p in signature.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if required:
+        raise SpecFileError(
+            f"needs arguments ({', '.join(required)}); give them defaults, or write a function "
+            "with no arguments that returns the module", where=where)
+
+
+def guess_input(module: nn.Module) -> tuple[tuple[int, ...], bool, int | None]:
+    """A plausible input for a module nobody described: (shape, takes_tokens, vocab_size).
+
+    The first Linear's in_features, the first Conv's in_channels (a 32-wide image), or token
+    ids for a first Embedding; (1, 1) when nothing tells. `--input-shape` overrides it.
+    """
+    from torch import nn
+
+    for sub in module.modules():
+        if isinstance(sub, nn.Embedding):
+            return (1, 16), True, int(sub.num_embeddings)
+        if isinstance(sub, nn.Linear):
+            return (1, int(sub.in_features)), False, None
+        if isinstance(sub, (nn.Conv1d, nn.ConvTranspose1d)):
+            return (1, int(sub.in_channels), 32), False, None
+        if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d)):
+            return (1, int(sub.in_channels), 32, 32), False, None
+        if isinstance(sub, (nn.Conv3d, nn.ConvTranspose3d)):
+            return (1, int(sub.in_channels), 16, 16, 16), False, None
+        if isinstance(sub, (nn.RNNBase,)):
+            return (1, 8, int(sub.input_size)), False, None
+        if isinstance(sub, nn.TransformerEncoderLayer):
+            return (1, 8, int(sub.self_attn.embed_dim)), False, None
+    return (1, 1), False, None
