@@ -392,6 +392,32 @@ def test_teacher_reinitialises_parameters_without_reset() -> None:
         assert not torch.allclose(task.y_train, model(task.x_train))
 
 
+class _InProjection(nn.Module):
+    """Uses only MultiheadAttention's in_proj, which lives in _reset_parameters()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.attn.in_proj_weight, self.attn.in_proj_bias)
+
+
+def test_teacher_uses_multihead_attentions_own_initialisation() -> None:
+    model = _InProjection()
+    task = make_task("teacher", model=model, input_shape=(4,), samples=20, seed=5)
+    with torch.random.fork_rng():
+        teacher = copy.deepcopy(model)
+        torch.manual_seed(6)
+        for module in teacher.modules():
+            if isinstance(module, nn.MultiheadAttention):
+                module._reset_parameters()  # xavier_uniform_ in_proj, zero biases
+            elif hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    with torch.no_grad():
+        torch.testing.assert_close(task.y_train, teacher(task.x_train))
+
+
 class _Scalar(nn.Module):
     """Like the seed's FixedHiddenMLP: data-dependent loop, one scalar per batch."""
 

@@ -35,3 +35,7 @@ class SpecFileError(TuilabError):
 
 class ModeError(TuilabError):
     """A device or dtype that cannot be used for this model here."""
+
+
+class FileChangedError(SpecFileError):
+    """The file on disk changed since it was read: saving would overwrite someone's work."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuilab.core.build import Builder
 from tuilab.core.edits import EditResult, SpecEditor, check_input_shape
-from tuilab.core.errors import EditError, ModeError, TuilabError
+from tuilab.core.errors import EditError, FileChangedError, ModeError, TuilabError
 from tuilab.core.introspect import Snapshot, SnapshotDiff, diff, snapshot
 from tuilab.core.spec import ModelSpec
 from tuilab.core.workspace import Workspace, load_workspace, save_workspace
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tuilab.core.runtime import BackwardReport, ForwardReport
+    from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
     from tuilab.core.training import MetricsBatch
 
@@ -111,6 +111,8 @@ class Lab:
         self.busy_reason = ""
         self.too_large_bytes = 0
         self.load_messages: list[str] = []
+        self._disk_mtime: float | None = None
+        self._hooks: HookKit | None = None
         if module is not None:
             self.builder = None
             self.model = module
@@ -130,6 +132,7 @@ class Lab:
     def from_workspace(cls, workspace: Workspace, *, path: Path | None = None) -> Lab:
         lab = cls(workspace.spec)
         lab.path = path
+        lab._disk_mtime = _mtime(path) if path is not None else None
         lab.train_settings = dict(workspace.training)
         lab.runs = [RunRecord.from_data(dict(run)) for run in workspace.runs]
         modes = workspace.modes
@@ -375,6 +378,32 @@ class Lab:
         return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
                          model=self.model, seed=seed, samples=samples)
 
+    # --- hooks ----------------------------------------------------------------------------
+    @property
+    def hooks(self) -> HookKit:
+        """The hooks the user added from the app; created with the first one (torch loaded)."""
+        if self._hooks is None:
+            from tuilab.core.runtime import HookKit
+
+            self._hooks = HookKit()
+        return self._hooks
+
+    def add_hook(self, path: str, kind: str, action: str) -> tuple[int, LabUpdate]:
+        """Register a forward / forward_pre / backward hook on the live module at `path`."""
+        hook_id = self.hooks.add(self.model, path, kind, action)
+        info = next(h for h in self.hooks.active() if h.id == hook_id)
+        return hook_id, self._refresh(f"{kind} hook on {path or 'the model'}", info.code, path)
+
+    def remove_hook(self, hook_id: int) -> LabUpdate:
+        code = self.hooks.remove(hook_id)
+        return self._refresh("hook removed", code)
+
+    def devices(self) -> list[Any]:
+        """Every device this machine could offer, with the reason an absent one is absent."""
+        from tuilab.core.runtime import available_devices
+
+        return available_devices()
+
     # --- training -------------------------------------------------------------------------
     def start_run(self, settings: dict[str, Any]) -> RunRecord:
         """Register a run; the app then iterates `train(run, stop, pause)` in a worker."""
@@ -445,14 +474,37 @@ class Lab:
             runs=[run.to_data() for run in self.runs],
         )
 
-    def save(self, path: str | Path | None = None) -> Path:
+    def save(self, path: str | Path | None = None, *, overwrite: bool = False) -> Path:
+        """Save atomically. A file another program (or another tuilab) changed since we read
+        or wrote it is not overwritten unless the user says so (`overwrite=True`)."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise EditError("choose a file name to save to", where="save")
+        if not overwrite and target == self.path and self._changed_on_disk(target):
+            raise FileChangedError(
+                "changed on disk since tuilab opened it; save again to overwrite it, or save "
+                "under another name", where=str(target))
         save_workspace(self.workspace(), target)
         self.path = target
+        self._disk_mtime = _mtime(target)
         self.dirty = False
         return target
+
+    def _changed_on_disk(self, path: Path) -> bool:
+        current = _mtime(path)
+        return current is not None and current != self._disk_mtime
+
+    def autosave(self) -> str | None:
+        """Write the autosave copy; returns a message if that failed (the work is still here)."""
+        if self.editor is None:
+            return None
+        from tuilab.core.autosave import autosave
+
+        try:
+            autosave(self.workspace())
+        except (OSError, TuilabError) as error:
+            return f"autosave failed: {error}"
+        return None
 
     def set_input_shape(self, text: str) -> LabUpdate:
         shape = check_input_shape(text)
@@ -460,3 +512,10 @@ class Lab:
             return self.edit("set_input_shape", shape)
         self._input_shape = shape
         return self._refresh(f"input shape {shape}", f"x = torch.randn{shape}")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None

@@ -54,6 +54,7 @@ __all__ = [
     "backward_report",
     "change_mode",
     "dtype_name",
+    "error_line",
     "first_tensor",
     "forward_report",
     "grad_cam",
@@ -336,7 +337,7 @@ def change_mode(
             with torch.no_grad():
                 trial(probe)
     except Exception as err:
-        raise ModeError(f"{name} cannot run in {what}: {_one_line(err)}; the model was left "
+        raise ModeError(f"{name} cannot run in {what}: {error_line(err)}; the model was left "
                         f"as it was", where="mode") from err
     finally:
         del trial
@@ -348,7 +349,7 @@ def change_mode(
     except Exception as err:
         saved.restore()
         _free_memory(target_device)
-        raise ModeError(f"{code} failed: {_one_line(err)}; the model was left as it was",
+        raise ModeError(f"{code} failed: {error_line(err)}; the model was left as it was",
                         where="mode") from err
     return code
 
@@ -359,7 +360,7 @@ def _free_memory(device: torch.device | None) -> None:
         torch.cuda.empty_cache()
 
 
-def _one_line(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
     """The first line of an error (no traceback, no C++ frames), at most 300 characters."""
     text = str(err).strip()
     line = text.splitlines()[0] if text else type(err).__name__

@@ -59,8 +59,8 @@ from tuilab.core.errors import ModeError, TuilabError
 from tuilab.core.runtime import (
     DTYPES,
     LOSSES,
-    _one_line,
     dtype_name,
+    error_line,
     first_tensor,
     make_loss,
     model_device,
@@ -317,6 +317,9 @@ def _probe_forward(model: nn.Module, x: Tensor) -> tuple[str | None, str | None]
             handles.append(module.register_forward_pre_hook(pre))
             handles.append(module.register_forward_hook(post))
     raised = None
+    # The probe runs in train mode to reproduce the fault; keep BatchNorm's running statistics
+    # (and any other buffer a forward updates) as they were.
+    buffers = [(b, b.clone()) for b in model.buffers()]
     try:
         with torch.no_grad():
             model(x)
@@ -325,6 +328,9 @@ def _probe_forward(model: nn.Module, x: Tensor) -> tuple[str | None, str | None]
     finally:
         for handle in handles:
             handle.remove()
+        with torch.no_grad():
+            for b, before in buffers:
+                b.copy_(before)
     return found.get("nonfinite"), raised
 
 
@@ -485,8 +491,10 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
         return out
 
     def validate(at: int) -> None:
-        loss, acc = _eval_tensors(model, run.x_val, run.y_val, loss_fn, max(batch, 256),
-                                  run.accuracy, amp)
+        # Chunks of the training batch size: some models (the seed's FixedHiddenMLP) return
+        # one value per batch, so their loss only means something at that size.
+        loss, acc = _eval_tensors(model, run.x_val, run.y_val, loss_fn, batch, run.accuracy,
+                                  amp)
         val_steps.append(at)
         val_losses.append(loss)
         if acc is not None:
@@ -584,7 +592,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                         torch.cuda.empty_cache()
                 else:
                     what = "validation after step" if phase == "validation" else "step"
-                    error = f"{what} {step}: {type(err).__name__}: {_one_line(err)}"
+                    error = f"{what} {step}: {type(err).__name__}: {error_line(err)}"
                     if phase == "step" and xb is not None:
                         try:
                             with amp():
