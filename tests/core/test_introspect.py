@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import resource
 import sys
 import time
 import zlib
@@ -349,6 +348,7 @@ def test_batchnorm_forward_in_train_mode_changes_buffers_only() -> None:
     assert d.buffers == TableDiff(changed=tuple(f"{i}.{n}" for i in (1, 5) for n in stats))
     assert d.parameters.empty
     assert d.modules.empty
+    assert not d.empty  # buffers alone make a diff
     # torch moves only num_batches_tracked's _version (pytorch/pytorch#13402); the running
     # stats are caught by their checksum, which must match torch's own bytes.
     for key in d.buffers.changed:
@@ -448,6 +448,16 @@ def test_lazy_module_before_and_after_its_first_forward() -> None:
     assert_matches_torch(model, new)
 
 
+def test_none_children_and_parameters_are_skipped_as_torch_does() -> None:
+    model = nn.Sequential(OrderedDict(a=nn.Linear(2, 2), b=nn.Linear(2, 1)))
+    model.register_module("gap", None)
+    model.b.register_parameter("extra", None)
+    snap = snapshot(model)
+    assert_matches_torch(model, snap)
+    assert snap.modules[""].children == ("a", "b")
+    assert list(snap.parameters) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+
+
 def test_a_module_containing_itself_does_not_loop() -> None:
     model = nn.Sequential(nn.Linear(2, 2))
     model.add_module("me", model)
@@ -533,6 +543,8 @@ def test_hook_rows_name_the_callables() -> None:
         model[0].register_forward_hook(rec),
         model[0].register_forward_pre_hook(rec.method),
         model[2].register_forward_hook(functools.partial(_hook, tag=1)),
+        # torch wraps load-state-dict pre hooks in a _WrappedHook: name what it wraps
+        model[6].register_load_state_dict_pre_hook(rec),
     ]
     try:
         rows = hook_rows(model)
@@ -542,6 +554,7 @@ def test_hook_rows_name_the_callables() -> None:
         assert by_id[handles[1].id].endswith("<locals>.Recorder")
         assert by_id[handles[2].id].endswith("<locals>.Recorder.method")
         assert by_id[handles[3].id] == f"functools.partial({__name__}._hook)"
+        assert by_id[handles[4].id].endswith("<locals>.Recorder")
         # the hook on the shared module is listed where it fires: at path 2 and at path 4
         assert ("2", "_forward_hooks") in names and ("4", "_forward_hooks") in names
         snap = snapshot(model)
@@ -570,6 +583,7 @@ def test_global_hooks_are_listed_apart() -> None:
 
 
 def test_meta_model_of_48_transformer_layers() -> None:
+    resource = pytest.importorskip("resource")  # peak RSS: POSIX only
     d = 1600
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.device("meta"):

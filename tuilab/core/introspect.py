@@ -6,8 +6,9 @@ dicts and the ``training`` flag (seed text 002) — and after every edit or run 
 the rows that changed. So this module does two things, both cheap:
 
 * :func:`snapshot` walks the module tree once, reading those dicts directly, and records
-  metadata (shape, dtype, device, ``requires_grad``, ``_version`` ...). It never moves, copies
-  or reduces a tensor, so it is instant for a 1.5 B-parameter model on the ``meta`` device.
+  metadata (shape, dtype, device, ``requires_grad``, ``_version`` ...). It never moves or
+  reduces a tensor (small CPU ones are only read for a checksum, below), so it is instant for
+  a 1.5 B-parameter model on the ``meta`` device.
 * :func:`diff` compares two snapshots row by row (frozen rows compared with ``==``) and names
   the keys that were added, removed or changed.
 
@@ -368,8 +369,9 @@ def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
     """Snapshot ``model``'s tree: one walk, direct reads of each module's own dicts.
 
     Reads metadata, plus a CRC-32 of each CPU tensor of at most ``checksum_limit`` bytes (0
-    turns that off; see the module docstring for why ``_version`` alone misses changes). It
-    never allocates tensor memory, so it costs the same on ``meta`` for any model size.
+    turns that off; see the module docstring for why ``_version`` alone misses changes). The
+    only tensor memory it allocates is a contiguous copy of a small non-contiguous tensor to
+    checksum, so a ``meta`` model of any size costs the same as its metadata.
     """
     modules: dict[str, ModuleRow] = {}
     parameters: dict[str, TensorRow] = {}
@@ -703,13 +705,16 @@ def state_dict_rows(model: nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:
-    """``module.qualname`` of a hook, looking through torch's wrappers and partials."""
-    seen = 0
-    while seen < 8:  # __wrapped__ chains are short; never loop forever on an odd object
-        seen += 1
+    """``module.qualname`` of a hook, looking through wrappers and partials.
+
+    torch keeps load-state-dict pre hooks in a ``_WrappedHook`` (made with
+    ``functools.update_wrapper``, so ``__wrapped__`` leads to the user's callable); decorators
+    made with ``functools.wraps`` lead the same way.
+    """
+    for _ in range(8):  # __wrapped__ chains are short; never loop forever on an odd object
         if isinstance(fn, functools.partial):
             return f"functools.partial({_callable_name(fn.func)})"
-        inner = getattr(fn, "__wrapped__", None) or getattr(fn, "hook", None)
+        inner = getattr(fn, "__wrapped__", None)
         if inner is None or inner is fn or not callable(inner):
             break
         fn = inner
