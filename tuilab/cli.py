@@ -83,19 +83,20 @@ def _run_command(options: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    errors = Console(stderr=True)
     if options.command == "presets":
         from tuilab.cli_commands import cmd_presets
 
-        return cmd_presets(console, as_json=options.json)
+        return cmd_presets(console, as_json=options.json, err_console=errors)
     if options.command == "summary":
         from tuilab.cli_commands import cmd_summary
 
         return cmd_summary(console, options.spec, input_shape=options.input_shape,
-                           as_json=options.json)
+                           as_json=options.json, err_console=errors)
     if options.command == "export":
         from tuilab.cli_commands import cmd_export
 
-        return cmd_export(console, options.spec, output=options.output)
+        return cmd_export(console, options.spec, output=options.output, err_console=errors)
     if options.command == "train":
         from tuilab.cli_train import cmd_train
 

@@ -32,14 +32,19 @@ def seed_003_editor() -> SpecEditor:
 # --- catalog ------------------------------------------------------------------------------
 def test_catalog_covers_the_seed_families() -> None:
     assert len(CATALOG) >= 45
-    required = """Linear Bilinear Identity LazyLinear Conv1d Conv2d Conv3d ConvTranspose2d
-    DepthwiseSeparableConv2d MaxPool1d MaxPool2d AvgPool1d AvgPool2d AdaptiveAvgPool2d
-    AdaptiveMaxPool2d ZeroPad2d ReflectionPad2d ReplicationPad2d BatchNorm1d BatchNorm2d
-    InstanceNorm2d LayerNorm GroupNorm Dropout Dropout2d AlphaDropout ReLU LeakyReLU PReLU ELU
-    SELU GELU Sigmoid Tanh Softmax RNN LSTM GRU SelectOutput Embedding TransformerEncoderLayer
-    TransformerEncoder TransformerDecoderLayer Flatten Unflatten MLP MySequential FixedHiddenMLP
-    MyLayer MyListDense MyDictDense Conv2D Pool2D Residual Inception TCNBlock
-    TransformerEncoderBlock Sequential ModuleList ModuleDict ParameterList ParameterDict""".split()
+    required = [
+        "Linear", "Bilinear", "Identity", "LazyLinear", "Conv1d", "Conv2d", "Conv3d",
+        "ConvTranspose2d", "DepthwiseSeparableConv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
+        "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ZeroPad2d", "ReflectionPad2d",
+        "ReplicationPad2d", "BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "LayerNorm",
+        "GroupNorm", "Dropout", "Dropout2d", "AlphaDropout", "ReLU", "LeakyReLU", "PReLU",
+        "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "RNN", "LSTM", "GRU",
+        "SelectOutput", "Embedding", "TransformerEncoderLayer", "TransformerEncoder",
+        "TransformerDecoderLayer", "Flatten", "Unflatten", "MLP", "MySequential",
+        "FixedHiddenMLP", "MyLayer", "MyListDense", "MyDictDense", "Conv2D", "Pool2D",
+        "Residual", "Inception", "TCNBlock", "TransformerEncoderBlock", "Sequential",
+        "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
+    ]
     missing = [name for name in required if name not in CATALOG]
     assert missing == []
     assert {block.family for block in CATALOG.values()} <= set(FAMILIES)
@@ -70,7 +75,7 @@ def test_argument_checks_name_argument_value_and_rule() -> None:
     assert conv.validate({"kernel_size": "5, 3"})["kernel_size"] == (5, 3)
     with pytest.raises(ArgumentError, match="divisible by groups"):
         conv.validate({"in_channels": 3, "out_channels": 4, "groups": 2})
-    with pytest.raises(ArgumentError, match="unknown block 'Linaer'.*Linear"):
+    with pytest.raises(ArgumentError, match=r"unknown block 'Linaer'.*Linear"):
         get_block("Linaer")
 
 
@@ -150,7 +155,7 @@ def test_a_refused_edit_leaves_the_spec_exactly_as_it_was() -> None:
         editor.add("ReLU", parent="0")
     with pytest.raises(EditError, match="already a block named"):
         editor.rename("1", "3")
-    with pytest.raises(EditError, match="refuses these arguments|divisible"):
+    with pytest.raises(EditError, match=r"refuses these arguments|divisible"):
         editor.add("GroupNorm", args={"num_groups": 4, "num_channels": 6})
     assert editor.spec is before
 
@@ -171,7 +176,7 @@ def test_move_indent_outdent_duplicate_rename() -> None:
     net = build(editor.spec)
     assert net.fc1 is not net.fc1_2 and net.fc1_2.out_features == 8
     editor.rename("fc1", "hidden")
-    assert list(build(editor.spec)._modules)[0] == "hidden"
+    assert next(iter(build(editor.spec)._modules)) == "hidden"
 
 
 def test_undo_redo_restore_exact_specs() -> None:

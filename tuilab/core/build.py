@@ -117,15 +117,17 @@ def _apply_frozen(root: Node, made: dict[str, nn.Module]) -> None:
             return  # the target decides
         frozen = inherited or node.frozen
         module = made[node.id]
+        # plain assignment, not requires_grad_(): a Lazy module's UninitializedParameter
+        # refuses the method but keeps the flag when it later gets its size
         for param in module._parameters.values():
             if param is not None:
-                param.requires_grad_(not frozen)
+                param.requires_grad = not frozen
         if node.is_container:
             for child in node.children:
                 visit(child, frozen)
         else:
             for param in module.parameters():
-                param.requires_grad_(not frozen)
+                param.requires_grad = not frozen
 
     visit(root, False)
 

@@ -131,13 +131,18 @@ class BlockDef:
         return cls(**kwargs)
 
     def call_code(self, args: Mapping[str, Any]) -> str:
-        """`nn.Linear(20, 256)`: the constructor call as a person would write it."""
+        """`nn.Linear(20, 256)`: the constructor call as a person would write it.
+
+        A keyword is left out only where it equals the *class's* own default, so the line
+        builds exactly this module even where the palette's default differs from PyTorch's.
+        """
+        class_defaults = _class_defaults(self.target)
         parts = []
         for index, arg in enumerate(self.args):
             value = args.get(arg.name, arg.default)
             if index < self.positional:
                 parts.append(arg.python(value))
-            elif value != arg.default:
+            elif not _equals_default(value, class_defaults.get(arg.name, _MISSING)):
                 parts.append(f"{arg.name}={arg.python(value)}")
         parts.extend(f"{key}={value!r}" for key, value in self.fixed.items())
         return f"{self.code_name}({', '.join(parts)})"
@@ -147,6 +152,36 @@ class BlockDef:
 def _import_target(target: str) -> Callable[..., Any]:
     module_name, attr = target.rsplit(":", 1)
     return getattr(importlib.import_module(module_name), attr)
+
+
+@cache
+def _class_defaults(target: str) -> dict[str, Any]:
+    import inspect
+
+    try:
+        parameters = inspect.signature(_import_target(target)).parameters
+    except (TypeError, ValueError):  # RNN/LSTM/GRU take *args, **kwargs
+        return _RECURRENT_DEFAULTS if target.split(":")[1] in ("RNN", "LSTM", "GRU") else {}
+    return {name: p.default for name, p in parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+_MISSING = object()
+
+
+def _equals_default(value: Any, default: Any) -> bool:
+    """`"relu"` equals a default of `F.relu`: the palette names functions by name."""
+    if default is _MISSING:
+        return False
+    if callable(default) and isinstance(value, str):
+        return getattr(default, "__name__", None) == value
+    return bool(value == default)
+
+
+_RECURRENT_DEFAULTS: dict[str, Any] = {
+    "num_layers": 1, "nonlinearity": "tanh", "bias": True, "dropout": 0.0,
+    "bidirectional": False,
+}
 
 
 # --- cross-argument checks ----------------------------------------------------------------

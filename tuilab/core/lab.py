@@ -322,7 +322,7 @@ class Lab:
         from tuilab.core.shapes import summarize_module, summarize_spec
 
         if self.editor is not None:
-            return summarize_spec(self.editor.spec)
+            return summarize_spec(self.editor.spec, training=self.training)
         return summarize_module(self.model, self.input_shape, takes_tokens=self.takes_tokens,
                                 vocab_size=self.vocab_size, name=self.name)
 

@@ -169,27 +169,35 @@ def make_input(
 
 
 # --- public entry points --------------------------------------------------------------------
-def summarize_spec(spec: ModelSpec, input_shape: Sequence[int] | None = None) -> Summary:
-    """The summary of a spec: built on meta; built afresh on CPU only if values are needed."""
-    from tuilab.core.build import build
+def summarize_spec(spec: ModelSpec, input_shape: Sequence[int] | None = None, *,
+                   training: bool = True) -> Summary:
+    """The summary of a spec: built on meta; built afresh on CPU only if values are needed.
+
+    ``training`` picks the mode the model runs in (the lab passes its own): a few layers
+    differ, e.g. BatchNorm refuses a batch of one only while training.
+    """
+    from tuilab.core.build import Builder
+
+    def build(device: str) -> nn.Module:
+        return Builder(device=device, training=training).build(spec)
 
     shape = tuple(spec.input_shape if input_shape is None else input_shape)
-    with _quiet_rng():
+    tokens, vocab = spec.takes_tokens, spec.vocab_size
+    try:
+        model = build("meta")
+    except Exception as error:  # a constructor's refusal is the user's to see, not a crash
+        return _unbuilt(spec.name, shape, error)
+    meta_input = make_input(shape, takes_tokens=tokens, vocab_size=vocab, device="meta")
+    summary, error = _summarize(model, meta_input, name=spec.name, method="meta")
+    if error is None or not _needs_values(error):
+        return summary
+    needed = _tensor_bytes(model) + _input_bytes(shape, tokens)
+    if needed > CPU_FALLBACK_BYTES:
+        return _too_big_for_values(summary, needed)
+    del model
+    with _private_rng():
         try:
-            model = build(spec, device="meta")
-        except Exception as error:  # a constructor's refusal is the user's to see, not a crash
-            return _unbuilt(spec.name, shape, error)
-        tokens, vocab = spec.takes_tokens, spec.vocab_size
-        meta_input = make_input(shape, takes_tokens=tokens, vocab_size=vocab, device="meta")
-        summary, error = _summarize(model, meta_input, name=spec.name, method="meta")
-        if error is None or not _needs_values(error):
-            return summary
-        needed = _tensor_bytes(model) + _input_bytes(shape, tokens)
-        if needed > CPU_FALLBACK_BYTES:
-            return _too_big_for_values(summary, needed)
-        del model
-        try:
-            cpu_model = build(spec, device="cpu")
+            cpu_model = build("cpu")
         except Exception as build_error:
             return _unbuilt(spec.name, shape, build_error)
         cpu_input = make_input(shape, takes_tokens=tokens, vocab_size=vocab, device="cpu")
@@ -219,28 +227,32 @@ def summarize_module(
         vocab_size = next(
             (m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), None
         )
-    with _quiet_rng():
-        try:
-            meta_copy: nn.Module | None = _copy_to(model, torch.device("meta"))
-        except Exception:
-            meta_copy = None
-        if meta_copy is not None:
-            x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device="meta")
-            summary, error = _summarize(meta_copy, x, name=name, method="meta")
-            if error is None or not _needs_values(error):
-                return summary
-            needed = _tensor_bytes(model) + _input_bytes(shape, takes_tokens)
-            if needed > CPU_FALLBACK_BYTES:
-                return _too_big_for_values(summary, needed)
-            del meta_copy
+    # Float inputs in the model's own dtype: a float64 model fed float32 fails on CPU.
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    try:
+        meta_copy: nn.Module | None = _copy_to(model, torch.device("meta"))
+    except Exception:
+        meta_copy = None
+    if meta_copy is not None:
+        x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device="meta",
+                       dtype=dtype)
+        summary, error = _summarize(meta_copy, x, name=name, method="meta")
+        if error is None or not _needs_values(error):
+            return summary
+        needed = _tensor_bytes(model) + _input_bytes(shape, takes_tokens)
+        if needed > CPU_FALLBACK_BYTES:
+            return _too_big_for_values(summary, needed)
+        del meta_copy
+    with _private_rng():
         try:
             cpu_copy: nn.Module | None = _copy_to(model, torch.device("cpu"))
         except Exception:
             cpu_copy = None
         if cpu_copy is not None:
-            x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device="cpu")
+            x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device="cpu",
+                           dtype=dtype)
             return _summarize(cpu_copy, x, name=name, method="cpu")[0]
-        return _summarize_in_place(model, shape, takes_tokens, vocab_size, name)
+        return _summarize_in_place(model, shape, takes_tokens, vocab_size, name, dtype)
 
 
 # --- copies ---------------------------------------------------------------------------------
@@ -300,13 +312,15 @@ def _input_bytes(shape: Sequence[int], takes_tokens: bool) -> int:
 
 
 def _summarize_in_place(model: nn.Module, shape: tuple[int, ...], takes_tokens: bool,
-                        vocab_size: int | None, name: str) -> Summary:
+                        vocab_size: int | None, name: str, dtype: torch.dtype | None
+                        ) -> Summary:
     """Last resort for a module that cannot be copied: its own forward, in eval, no grad."""
     device = next((t.device for t in _own_tensors(model) if not is_lazy(t)), torch.device("cpu"))
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device=device)
+        x = make_input(shape, takes_tokens=takes_tokens, vocab_size=vocab_size, device=device,
+                       dtype=dtype)
         return _summarize(model, x, name=name, method=device.type)[0]
     finally:
         for module, training in modes.items():
@@ -342,8 +356,13 @@ def _no_mha_fastpath() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_rng() -> Iterator[None]:
-    """Random inputs and CPU weights without moving the caller's global RNG (and repeatable)."""
+def _private_rng() -> Iterator[None]:
+    """Repeatable CPU weights and inputs that leave the caller's global RNG where it was.
+
+    Only the CPU fallback needs this: meta tensors draw no random numbers. The CPU generator
+    is process-wide, so a training thread drawing numbers during a (rare) fallback would see
+    the seeded stream; shapes do not depend on it.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         yield
@@ -742,16 +761,14 @@ def _conv_hint(module: _ConvNd, shape: tuple[int, ...]) -> str | None:
     name = type(module).__name__
     if len(shape) not in (dims + 1, dims + 2):
         layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[dims]
-        fix = "insert Unflatten before it" if len(shape) < dims + 1 else "check the blocks before it"
+        fix = ("insert Unflatten before it" if len(shape) < dims + 1
+               else "check the blocks before it")
         return f"{name} takes {layout}; its input is {shape}: {fix}"
     channels = shape[-(dims + 1)]
     if channels != module.in_channels:
         return f"in_channels should be {channels} (the input's channels)"
     spatial = shape[-dims:]
-    if isinstance(module.padding, str):
-        padding = (0,) * dims
-    else:
-        padding = tuple(module.padding)
+    padding = (0,) * dims if isinstance(module.padding, str) else tuple(module.padding)
     padded = tuple(s + 2 * p for s, p in zip(spatial, padding, strict=False))
     span = tuple(d * (k - 1) + 1 for d, k in zip(module.dilation, module.kernel_size,
                                                  strict=False))

@@ -1,0 +1,189 @@
+"""The headless commands `tuilab presets`, `tuilab summary` and `tuilab export`.
+
+Each function prints with the rich Console it is given and returns the process exit code:
+0 when all is well, 1 when the model does not fit its input (`summary` still prints the
+partial table, the failing row in red, and the message and hint under it), 2 when the input
+itself is wrong (an unknown preset, a broken file, a bad --input-shape, an unwritable output),
+said in one line starting with "error:" and never as a traceback. `--json` output is one JSON
+document on stdout, also for exit 1, so scripts can read what fitted and what failed.
+
+Errors go to ``err_console`` when the caller gives one (the CLI passes stderr) and to
+``console`` otherwise. torch's messages contain ``[...]``: everything that comes from a model
+is printed as plain text, never as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tuilab.core.shapes import Summary
+    from tuilab.core.spec import ModelSpec
+
+EXIT_OK = 0
+EXIT_DOES_NOT_FIT = 1
+EXIT_BAD_INPUT = 2
+
+
+def _fail(console: Console, err_console: Console | None, message: str) -> int:
+    (err_console or console).print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    return EXIT_BAD_INPUT
+
+
+def _print_json(console: Console, data: Any) -> None:
+    console.out(json.dumps(data, indent=2), highlight=False)
+
+
+def _load(spec_arg: str) -> ModelSpec:
+    from tuilab.core.workspace import load_spec_arg
+
+    return load_spec_arg(spec_arg)
+
+
+# --- presets --------------------------------------------------------------------------------
+def cmd_presets(console: Console, *, as_json: bool, err_console: Console | None = None) -> int:
+    """List the shipped preset models with their one-line descriptions."""
+    from tuilab.core.errors import TuilabError
+    from tuilab.core.workspace import list_presets
+
+    try:
+        presets = list_presets()
+    except (TuilabError, OSError) as error:
+        return _fail(console, err_console, str(error))
+    if as_json:
+        _print_json(console, [{"name": p.name, "description": p.description} for p in presets])
+        return EXIT_OK
+    table = Table(title="tuilab presets", title_justify="left")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("description")
+    for preset in presets:
+        table.add_row(Text(preset.name), Text(preset.description))
+    console.print(table)
+    console.print(Text("open one with: tuilab NAME   ·   tuilab summary NAME", style="dim"))
+    return EXIT_OK
+
+
+# --- summary --------------------------------------------------------------------------------
+def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_json: bool,
+                err_console: Console | None = None) -> int:
+    """The layer table of a preset or workspace file, found on the meta device."""
+    from tuilab.core.edits import check_input_shape
+    from tuilab.core.errors import TuilabError
+
+    try:
+        spec = _load(spec_arg)
+        shape = check_input_shape(input_shape) if input_shape is not None else spec.input_shape
+    except TuilabError as error:
+        return _fail(console, err_console, str(error))
+    from tuilab.core.shapes import summarize_spec  # PyTorch loads only for a valid request
+
+    summary = summarize_spec(spec, shape)
+    if as_json:
+        _print_json(console, summary.to_json())
+    else:
+        print_summary(console, summary)
+    return EXIT_OK if summary.error is None else EXIT_DOES_NOT_FIT
+
+
+def print_summary(console: Console, summary: Summary) -> None:
+    """The rich table: path indented by depth, type, output shape, params, MACs; then totals."""
+    failing = summary.error.path if summary.error is not None else None
+    table = Table(title=f"{summary.name} · input {_shape(summary.input_shape)}",
+                  title_justify="left", show_lines=False)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("type", style="cyan", no_wrap=True)
+    table.add_column("output shape", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
+    for layer in summary.layers:
+        label = "  " * layer.depth + (layer.path or "(model)")
+        shape = _shape(layer.output_shape) if layer.output_shape is not None else "—"
+        params = f"{layer.params:,}"
+        if layer.shared_with is not None:
+            params += f" (shared with {layer.shared_with})" if layer.calls == 0 else ""
+        calls = f" ×{layer.calls}" if layer.calls > 1 else ""
+        style = "bold red" if layer.path == failing else ("dim" if layer.output_shape is None
+                                                          else "")
+        table.add_row(Text(label), Text(layer.type + calls), Text(shape), Text(params),
+                      Text(_human(layer.macs) if layer.macs else "–"), style=style)
+    console.print(table)
+    shared = sum(1 for layer in summary.layers if layer.shared_with is not None and
+                 layer.calls == 0)
+    lines = [
+        f"total params:     {summary.total_params:,}"
+        + (" (shared layers counted once)" if shared else ""),
+        f"trainable params: {summary.trainable_params:,}",
+        f"param memory:     {_bytes(summary.param_bytes)}",
+        f"MACs:             {_human(summary.total_macs)} ({summary.total_macs:,})",
+        f"output shape:     {_shape(summary.output_shape)}",
+        "shapes found on:  "
+        + ("the meta device (nothing allocated)" if summary.method == "meta"
+           else f"{summary.method} (this forward needs real values)"),
+    ]
+    for line in lines:
+        console.print(Text(line))
+    if summary.error is not None:
+        where = summary.error.path or "(model)"
+        console.print(Text(f"error at {where}: {summary.error.message}", style="bold red"),
+                      soft_wrap=True)
+        if summary.error.hint:
+            console.print(Text(f"hint: {summary.error.hint}", style="yellow"), soft_wrap=True)
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return "—"
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _human(count: int) -> str:
+    value = float(count)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if abs(value) < 1000 or unit == "P":
+            return f"{int(value)}" if not unit else f"{value:.2f} {unit}"
+        value /= 1000
+    return str(count)  # pragma: no cover - the loop always returns
+
+
+def _bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    return f"{count} B"  # pragma: no cover
+
+
+# --- export ---------------------------------------------------------------------------------
+def cmd_export(console: Console, spec_arg: str, *, output: str | None,
+               err_console: Console | None = None) -> int:
+    """Standalone PyTorch source for the model: to a file (written atomically) or stdout."""
+    from pathlib import Path
+
+    from tuilab.core.errors import TuilabError
+    from tuilab.core.export import export_source
+    from tuilab.core.workspace import write_atomic
+
+    try:
+        spec = _load(spec_arg)
+    except TuilabError as error:
+        return _fail(console, err_console, str(error))
+    source = export_source(spec)
+    if output is None:
+        console.out(source, highlight=False, end="")
+        return EXIT_OK
+    path = Path(output)
+    if path.is_dir():
+        return _fail(console, err_console, f"{output}: is a folder; give a file name")
+    try:
+        write_atomic(path, source)
+    except TuilabError as error:
+        return _fail(console, err_console, str(error))
+    console.print(Text(f"wrote {path} ({spec.name}); run it with: python {path}"))
+    return EXIT_OK
