@@ -20,9 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from tuilab.core.build import Builder
 from tuilab.core.edits import EditResult, SpecEditor, check_input_shape
-from tuilab.core.errors import EditError, FileChangedError, ModeError, TuilabError
+from tuilab.core.errors import (
+    EditError,
+    FileChangedError,
+    ModeError,
+    RunError,
+    SpecFileError,
+    TuilabError,
+)
 from tuilab.core.introspect import Snapshot, SnapshotDiff, diff, snapshot
-from tuilab.core.spec import ModelSpec
+from tuilab.core.spec import ModelSpec, Node, walk
 from tuilab.core.workspace import Workspace, load_workspace, save_workspace
 
 if TYPE_CHECKING:
@@ -36,6 +43,9 @@ if TYPE_CHECKING:
 # Models whose parameters would take more than this stay on the meta device: they can be
 # inspected and summarised, but not run (gpt2_xl needs ~6.5 GB in float32).
 MATERIALISE_LIMIT_BYTES = 2 * 2**30
+# An edit whose new blocks hold less than this cannot be what pushes a model past the limit
+# (unless it was nearly there), so the whole model is only measured above it.
+_EDIT_SIZE_CHECK_BYTES = 64 * 2**20
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 
@@ -67,10 +77,18 @@ class RunRecord:
     steps_per_s: float = 0.0
 
     def to_data(self) -> dict[str, Any]:
+        # A worker thread may be appending while the UI thread saves: copy each list once,
+        # then cut the pairs to a common length, so the file never holds a step without its
+        # loss (or the other way round).
+        steps, losses = list(self.steps), list(self.losses)
+        n = min(len(steps), len(losses))
+        val_steps, val_losses = list(self.val_steps), list(self.val_losses)
+        val_accuracy = list(self.val_accuracy)
+        m = min(len(val_steps), len(val_losses))
         return {
-            "name": self.name, "config": dict(self.config), "steps": list(self.steps),
-            "losses": list(self.losses), "val_steps": list(self.val_steps),
-            "val_losses": list(self.val_losses), "val_accuracy": list(self.val_accuracy),
+            "name": self.name, "config": dict(self.config), "steps": steps[:n],
+            "losses": losses[:n], "val_steps": val_steps[:m],
+            "val_losses": val_losses[:m], "val_accuracy": val_accuracy[:m],
             "status": self.status, "error": self.error, "steps_per_s": self.steps_per_s,
         }
 
@@ -111,7 +129,7 @@ class Lab:
         self.busy_reason = ""
         self.too_large_bytes = 0
         self.load_messages: list[str] = []
-        self._disk_mtime: float | None = None
+        self._disk_stamp: str | None = None
         self._hooks: HookKit | None = None
         if module is not None:
             self.builder = None
@@ -132,7 +150,7 @@ class Lab:
     def from_workspace(cls, workspace: Workspace, *, path: Path | None = None) -> Lab:
         lab = cls(workspace.spec)
         lab.path = path
-        lab._disk_mtime = _mtime(path) if path is not None else None
+        lab._disk_stamp = _fingerprint(path) if path is not None else None
         lab.train_settings = dict(workspace.training)
         lab.runs = [RunRecord.from_data(dict(run)) for run in workspace.runs]
         modes = workspace.modes
@@ -143,7 +161,10 @@ class Lab:
                 continue
             try:
                 if action == "training":
-                    lab.set_training(bool(value))
+                    if not isinstance(value, bool):
+                        raise SpecFileError(f"must be true or false, got {value!r}",
+                                            where="modes.training")
+                    lab.set_training(value)
                 elif action == "dtype":
                     lab.set_dtype(str(value))
                 else:
@@ -162,9 +183,7 @@ class Lab:
     def _choose_device_for_size(self) -> None:
         from tuilab.core.build import build
 
-        meta = build(self.spec, device="meta")
-        total = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}
-                    .values())
+        total = param_bytes(build(self.spec, device="meta"))
         if total > MATERIALISE_LIMIT_BYTES:
             self.device = "meta"
             self.too_large_bytes = total
@@ -232,6 +251,12 @@ class Lab:
             raise EditError(f"unknown edit {action!r}")
         result: EditResult = method(*args, **kwargs)
         try:
+            self._check_fits(result.spec)
+        except ModeError:
+            editor.undo()
+            editor._redo.pop()
+            raise
+        try:
             self.model = self.builder.build(result.spec)
         except Exception as error:
             editor.undo()
@@ -240,6 +265,26 @@ class Lab:
             raise EditError(f"the model could not be built after this edit: {error}",
                             where=result.path or "") from None
         return self._refresh(result.description, result.code, result.path)
+
+    def _check_fits(self, spec: ModelSpec) -> None:
+        """Refuse an edit whose new blocks would push the live model past what tuilab
+        materialises, before a byte is allocated (a 40 GB Linear would otherwise be made,
+        and initialised, on the CPU)."""
+        if self.builder is None or self.on_meta:
+            return
+        fresh = self.builder.new_nodes(spec)
+        if not fresh:
+            return
+        added = sum(node_param_bytes(node, self.builder.dtype) for node in fresh)
+        if added <= _EDIT_SIZE_CHECK_BYTES:
+            return
+        total = param_bytes(self.model) + added
+        if total > MATERIALISE_LIMIT_BYTES:
+            raise ModeError(
+                f"this edit would make {self.name} need {total / 2**30:.1f} GiB for its "
+                f"parameters alone, more than tuilab materialises "
+                f"({MATERIALISE_LIMIT_BYTES / 2**30:.0f} GiB); the model was left as it was",
+                where=next((p for p, n in walk(spec.root) if n.id == fresh[0].id), "") or "(root)")
 
     def _editor(self) -> SpecEditor:
         if self.editor is None:
@@ -332,7 +377,9 @@ class Lab:
         self._check_runnable()
         from tuilab.core.runtime import forward_report
 
-        report = forward_report(self.model, self.make_input())
+        x = self.make_input()
+        with _unchanged_on_failure(self.model, "forward pass", x):
+            report = forward_report(self.model, x)
         return report, self._refresh("forward pass", "out = net(x)")
 
     def backward(self) -> tuple[BackwardReport, LabUpdate]:
@@ -342,8 +389,10 @@ class Lab:
 
         data = self.task_data(samples=max(8, self.input_shape[0]))
         batch = slice(0, self.input_shape[0])
-        report = backward_report(self.model, data.x_train[batch].to(self.device),
-                                 data.y_train[batch].to(self.device), data.loss)
+        x = data.x_train[batch].to(self.device)
+        with _unchanged_on_failure(self.model, "backward pass", x):
+            report = backward_report(self.model, x, data.y_train[batch].to(self.device),
+                                     data.loss)
         return report, self._refresh("backward pass",
                                      "loss = loss_fn(net(x), y); loss.backward()")
 
@@ -409,11 +458,25 @@ class Lab:
         """Register a run; the app then iterates `train(run, stop, pause)` in a worker."""
         self._check_idle()
         self._check_runnable()
+        self._check_settings(settings)
         run = RunRecord(name=f"run {len(self.runs) + 1}", config=dict(settings))
         self.runs.append(run)
         self.train_settings = dict(settings)
         self.busy_reason = "a training run is going"
         return run
+
+    def _check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse settings the trainer would refuse, before a run is registered: a bad value
+        is a message beside its field, not a failed run in the history."""
+        from tuilab.core.training import ConfigError, TrainConfig, check_config
+
+        known = sorted(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown training setting {unknown[0]!r} (allowed: "
+                              f"{', '.join(known)})", where=str(unknown[0]))
+        check_config(TrainConfig(**{**settings, "device": self.device,
+                                    "dtype": self.dtype_name}))
 
     def train(self, run: RunRecord, stop: threading.Event,
               pause: threading.Event | None = None) -> Iterator[MetricsBatch]:
@@ -486,13 +549,15 @@ class Lab:
                 "under another name", where=str(target))
         save_workspace(self.workspace(), target)
         self.path = target
-        self._disk_mtime = _mtime(target)
+        self._disk_stamp = _fingerprint(target)
         self.dirty = False
         return target
 
     def _changed_on_disk(self, path: Path) -> bool:
-        current = _mtime(path)
-        return current is not None and current != self._disk_mtime
+        # By content, not modification time: a filesystem with coarse times (FAT, some
+        # network mounts) gives two writes in one second the same mtime.
+        current = _fingerprint(path)
+        return current is not None and current != self._disk_stamp
 
     def autosave(self) -> str | None:
         """Write the autosave copy; returns a message if that failed (the work is still here)."""
@@ -514,8 +579,129 @@ class Lab:
         return self._refresh(f"input shape {shape}", f"x = torch.randn{shape}")
 
 
-def _mtime(path: Path) -> float | None:
+def _fingerprint(path: Path) -> str | None:
+    """SHA-256 of the file's bytes; None when it cannot be read (absent: nothing to lose)."""
+    import hashlib
+
     try:
-        return path.stat().st_mtime_ns / 1e9
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+class _unchanged_on_failure:  # used as a `with` statement, like a function
+    """Run a pass; if it raises, put every buffer back (BatchNorm layers before the failing
+    one already updated their statistics) and raise a RunError naming the module that
+    raised, found by re-running the pass with hooks (only after a failure)."""
+
+    def __init__(self, model: nn.Module, what: str, x: torch.Tensor) -> None:
+        self.model, self.what, self.x = model, what, x
+
+    def __enter__(self) -> None:
+        self.buffers = [(b, b.detach().clone()) for b in self.model.buffers()
+                        if not b.is_meta and not _is_lazy(b)]
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        if error is None or not isinstance(error, Exception) or isinstance(error, TuilabError):
+            return False
+        self._restore()
+        path = _failing_module(self.model, self.x)
+        self._restore()
+        from tuilab.core.runtime import error_line
+
+        where = "(model)" if path == "" else path
+        text = f"the {self.what} failed"
+        if path is not None:
+            text += f" in {type(self.model.get_submodule(path)).__name__}"
+        message = f"{text}: {error_line(error)}"
+        hint = _run_hint(error)
+        raise RunError(message + (f"; {hint}" if hint else ""),
+                       where=where if path is not None else "run") from error
+
+    def _restore(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for buffer, before in self.buffers:
+                if buffer.shape == before.shape:
+                    buffer.copy_(before)
+
+
+def _is_lazy(tensor: Any) -> bool:
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    return isinstance(tensor, UninitializedTensorMixin)
+
+
+def _run_hint(error: BaseException) -> str:
+    text = str(error)
+    if "Expected more than 1 value per channel when training" in text:
+        return ("BatchNorm in train mode normalises over the batch and needs more than one "
+                "value per channel: use a batch of 2 or more, or switch to eval mode (T)")
+    return ""
+
+
+def _failing_module(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The path of the innermost module whose forward raised on `x`, or None."""
+    import torch
+
+    paths: dict[int, str] = {}
+    for path, module in model.named_modules():
+        paths.setdefault(id(module), path)
+    stack: list[str] = []
+    failed: list[str] = []
+    handles = []
+
+    def pre(module: nn.Module, args: Any) -> None:
+        stack.append(paths.get(id(module), "?"))
+
+    def post(module: nn.Module, args: Any, output: Any) -> None:
+        if stack:
+            stack.pop()
+
+    for module in {id(m): m for m in model.modules()}.values():
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception:
+        if stack:
+            failed.append(stack[-1])
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in flags:
+            module.training = flag
+    return failed[0] if failed else None
+
+
+def param_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters, tied ones counted once; a lazy module's parameters
+    that have no shape yet count as nothing."""
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    seen: dict[int, Any] = {id(p): p for p in model.parameters()}
+    return sum(p.numel() * p.element_size() for p in seen.values()
+               if not isinstance(p, UninitializedTensorMixin))
+
+
+def node_param_bytes(node: Node, dtype: torch.dtype | None = None) -> int:
+    """Bytes of one node's own parameters (a container's children not included), found by
+    constructing it on the meta device: nothing is allocated."""
+    import torch
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    definition = node.definition
+    try:
+        with torch.device("meta"):
+            module = (definition.make(node.args, []) if definition.is_container
+                      else definition.make(node.args))
+    except Exception:
+        return 0  # the builder reports the constructor's refusal, naming the node
+    params = (module._parameters.values() if definition.is_container
+              else module.parameters())
+    size = torch.empty((), dtype=dtype).element_size() if dtype is not None else None
+    return sum(p.numel() * (size or p.element_size()) for p in params
+               if p is not None and not isinstance(p, UninitializedTensorMixin))

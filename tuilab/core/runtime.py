@@ -256,22 +256,26 @@ class _Saved:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.params: list[tuple[nn.Parameter, Tensor, Tensor | None]] = []
+        self.params: list[tuple[nn.Parameter, Tensor, Tensor | None, Tensor | None]] = []
         self.buffers: list[tuple[nn.Module, str, Tensor]] = []
         seen: set[int] = set()
         for module in model.modules():
             for p in module._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
-                    self.params.append((p, p.data, p.grad))
+                    # ``_apply`` converts a gradient through ``grad.data = ...``: keep both.
+                    grad = p.grad
+                    self.params.append((p, p.data, grad, None if grad is None else grad.data))
             for key, b in module._buffers.items():
                 if b is not None:
                     self.buffers.append((module, key, b))
 
     def restore(self) -> None:
         with torch.no_grad():
-            for p, data, grad in self.params:
+            for p, data, grad, grad_data in self.params:
                 p.data = data
+                if grad is not None and grad_data is not None:
+                    grad.data = grad_data
                 p.grad = grad
             for module, key, b in self.buffers:
                 module._buffers[key] = b
@@ -400,9 +404,11 @@ def _same_shape(out: Tensor, target: Tensor, loss: str) -> Tensor:
         return target
     if out.numel() == target.numel():
         return target.reshape(out.shape)  # (N,) targets for (N, 1) outputs and the like
+    hint = (" (the model returns one value for the whole batch: train with batch_size=1)"
+            if out.dim() == 0 else "")
     raise ValueError(
         f"{loss}: the model's output has shape {tuple(out.shape)} but the targets have shape "
-        f"{tuple(target.shape)}"
+        f"{tuple(target.shape)}{hint}"
     )
 
 

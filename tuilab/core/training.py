@@ -18,13 +18,20 @@ Design points, each for a reason:
 * **Thread-local state.** autocast and grad mode belong to the thread that enters them, so
   they are entered inside the generator's body, around each stretch of steps between two
   yields — never held across a ``yield``, where they would leak into the consumer's code.
+  (Entering autocast once per stretch instead of once per step saves a few microseconds a
+  step; its weight cache is switched off, since that cache lives until the region exits.)
 * **Precision.** ``float32`` / ``float64``: the weights are in that dtype (the caller moves
-  the model with ``runtime.change_mode``) and the inputs are cast to match. ``bfloat16``:
-  float32 weights, ``torch.autocast(device, torch.bfloat16)`` on CPU and GPU. ``float16``:
-  float32 weights, autocast and ``torch.amp.GradScaler`` — CUDA (and MPS) only: on the CPU of
-  torch 2.13 float16 autocast works for Linear/Conv but fails inside LSTM ("could not create a
-  primitive descriptor") and ran ~1.8x slower than float32 on the MLP, so it is refused with a
-  pointer to bfloat16 rather than failing half-way into someone's run.
+  the model with ``runtime.change_mode``) and the inputs are cast to match. ``bfloat16`` /
+  ``float16`` with float32 weights: mixed precision — ``torch.autocast(device, dtype)``, plus
+  ``torch.amp.GradScaler`` for float16. Float16 autocast needs a GPU: on the CPU of torch 2.13
+  it works for Linear/Conv but fails inside LSTM ("could not create a primitive descriptor")
+  and ran ~1.8x slower than float32 on the MLP, so it is refused with a pointer to bfloat16
+  rather than failing half-way into someone's run. ``bfloat16`` / ``float16`` with weights
+  already in that dtype (the user cast the model, as seed 002's ``.half()`` does): the weights
+  are trained as they are, no autocast. That works for bfloat16 (float32's range); float16
+  weights with Adam/AdamW are refused, because Adam's eps=1e-8 rounds to 0 in float16 and the
+  second step divides 0 by 0 (measured: NaN at step 2) — SGD is allowed. In every low-precision
+  case the loss is computed in float32 against float32 targets.
 * **Faults keep the history.** A non-finite loss stops the run before its backward (so the
   weights are the ones that produced it) and names the step and the first module whose output
   was not finite; out-of-memory frees the caches and says so; any other exception in a step
@@ -73,6 +80,7 @@ from tuilab.core.runtime import (
 
 __all__ = [
     "OPTIMIZERS",
+    "TASK_DEFAULTS",
     "ConfigError",
     "MetricsBatch",
     "TrainConfig",
@@ -83,6 +91,22 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+#: Settings per task that make the loss fall well below its start within ``steps`` for every
+#: preset that uses the task (measured on 2 CPU cores, seed 0); used by the CLI and the app
+#: under whatever the user sets.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "teacher": {"optimizer": "adam", "lr": 1e-2, "steps": 300, "batch_size": 64},
+    "spirals": {"optimizer": "adam", "lr": 1e-2, "steps": 500, "batch_size": 64},
+    "moons": {"optimizer": "adam", "lr": 1e-2, "steps": 300, "batch_size": 64},
+    "circles": {"optimizer": "adam", "lr": 1e-2, "steps": 300, "batch_size": 64},
+    "xor": {"optimizer": "adam", "lr": 1e-2, "steps": 300, "batch_size": 64},
+    "blobs": {"optimizer": "adam", "lr": 1e-2, "steps": 200, "batch_size": 64},
+    "sine": {"optimizer": "adam", "lr": 1e-2, "steps": 300, "batch_size": 64},
+    "sine_seq": {"optimizer": "adam", "lr": 3e-3, "steps": 300, "batch_size": 64},
+    "tokens": {"optimizer": "adam", "lr": 3e-3, "steps": 300, "batch_size": 64},
+    "digits": {"optimizer": "adam", "lr": 1e-2, "steps": 200, "batch_size": 64},
+}
 _USER_DATA_SUFFIXES = (".csv", ".npz", ".pt")
 
 
@@ -192,12 +216,6 @@ def check_config(config: TrainConfig) -> TrainConfig:
                           f"{config.val_every!r}", where="val_every")
     device = parse_device(config.device)
     dtype = parse_dtype(config.dtype)
-    if dtype is torch.float16 and device.type == "cpu":
-        raise ModeError(
-            "float16 mixed precision needs a CUDA GPU: on the CPU, float16 autocast fails "
-            "for some layers (LSTM) and is slower than float32; use bfloat16 (autocast) or "
-            "float32 on the CPU", where="dtype",
-        )
     if dtype is torch.float64 and device.type == "mps":
         raise ModeError("MPS has no float64; use float32 or bfloat16", where="dtype")
     return replace(config, device=str(device), dtype=dtype_name(dtype))
@@ -275,8 +293,9 @@ def evaluate(model: nn.Module, data: Any, loss: str | Callable[..., Tensor] | No
     loss_fn = make_loss(name) if isinstance(name, str) else name
     x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train, data.y_train)
     device, dtype = model_device(model), model_dtype(model)
+    target = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
-    y = y.to(device=device, dtype=dtype) if y.is_floating_point() else y.to(device)
+    y = y.to(device=device, dtype=target) if y.is_floating_point() else y.to(device)
     accuracy = _accuracy_kind(data.kind, name) if isinstance(name, str) else None
     return _eval_tensors(model, x, y, loss_fn, batch_size, accuracy, nullcontext)
 
@@ -361,7 +380,9 @@ class _Run:
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     accuracy: str | None
     amp_dtype: torch.dtype | None
+    upcast: bool
     scaler: Any
+    optimizer: torch.optim.Optimizer
 
 
 def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
@@ -377,18 +398,32 @@ def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
             f"(net.to(\"{device}\"), runtime.change_mode)", where="device",
         )
     weights = model_dtype(model)
-    mixed = dtype in (torch.float16, torch.bfloat16)
-    if mixed and weights != torch.float32:
+    low = dtype in (torch.float16, torch.bfloat16)
+    mixed = low and weights == torch.float32
+    if mixed and dtype is torch.float16 and device.type == "cpu":
         raise ModeError(
-            f"{config.dtype} training keeps float32 weights and runs {config.dtype} math under "
-            f"autocast, but the model's weights are {dtype_name(weights)}: cast it back with "
-            f"net.to(torch.float32)", where="dtype",
+            "float16 mixed precision needs a CUDA GPU: on the CPU, float16 autocast fails "
+            "for some layers (LSTM) and is slower than float32; use bfloat16 (autocast) or "
+            "float32 on the CPU", where="dtype",
         )
     if not mixed and weights != dtype:
+        if low:
+            raise ModeError(
+                f"a {config.dtype} run trains float32 weights under autocast, or "
+                f"{config.dtype} weights as they are; the model's weights are "
+                f"{dtype_name(weights)}: cast it (net.to(torch.float32))", where="dtype",
+            )
         raise ModeError(
             f"the model's weights are {dtype_name(weights)} but the run is set to "
             f"{config.dtype}: cast it first (net.to(torch.{config.dtype}), runtime.change_mode)",
             where="dtype",
+        )
+    if weights is torch.float16 and config.optimizer in ("adam", "adamw"):
+        raise ModeError(
+            f"{config.optimizer} cannot train float16 weights: its eps=1e-8 rounds to 0 in "
+            "float16 and the update divides 0 by 0 (NaN from the second step); keep float32 "
+            "weights and use float16 mixed precision on a GPU, use bfloat16, or use sgd",
+            where="optimizer",
         )
     loss_name = config.loss or data.loss
     loss_fn = make_loss(loss_name)
@@ -396,13 +431,15 @@ def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
     if n < 1 or int(data.x_val.shape[0]) < 1:
         raise ConfigError("the task has no training or no validation samples", where="task")
 
-    def move(t: Tensor) -> Tensor:
+    def move(t: Tensor, dtype: torch.dtype) -> Tensor:
         if t.is_floating_point():
-            return t.to(device=device, dtype=weights)
+            return t.to(device=device, dtype=dtype)
         return t.to(device)
 
-    x_train, y_train = move(data.x_train), move(data.y_train)
-    x_val, y_val = move(data.x_val), move(data.y_val)
+    # Inputs in the weights' dtype; targets stay float32 in low precision (the loss is float32).
+    target_dtype = torch.float32 if low else weights
+    x_train, y_train = move(data.x_train, weights), move(data.y_train, target_dtype)
+    x_val, y_val = move(data.x_val, weights), move(data.y_val, target_dtype)
 
     if any(nn.parameter.is_lazy(p) for p in model.parameters()):
         # Lazy layers learn their shapes from the first batch; the optimizer needs real ones.
@@ -413,14 +450,17 @@ def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
         raise ConfigError("nothing to train: the model has no parameters, or every one is "
                           "frozen", where="model")
     scaler = None
-    if dtype is torch.float16:
+    if mixed and dtype is torch.float16:
         scaler = torch.amp.GradScaler(device.type)
+    # Built here, not in the timed loop: the first optimizer of a process imports
+    # torch._dynamo (~1.5 s), which would otherwise count against steps/s.
+    optimizer = make_optimizer(params, config)
     return _Run(
         model=model, config=config, device=device,
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
         batch_size=min(config.batch_size, n), params=params, loss_fn=loss_fn,
         accuracy=_accuracy_kind(data.kind, loss_name),
-        amp_dtype=dtype if mixed else None, scaler=scaler,
+        amp_dtype=dtype if mixed else None, upcast=low, scaler=scaler, optimizer=optimizer,
     )
 
 
@@ -447,9 +487,9 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
            flush_every_s: float) -> Iterator[MetricsBatch]:
     model, config, device = run.model, run.config, run.device
     total, batch, loss_fn = config.steps, run.batch_size, run.loss_fn
-    opt = make_optimizer(run.params, config)
+    opt = run.optimizer
     scaler, params, clip = run.scaler, run.params, config.grad_clip
-    amp_dtype = run.amp_dtype
+    amp_dtype, upcast = run.amp_dtype, run.upcast
     val_every = config.val_every
     x_all, y_all = run.x_train, run.y_train
     n = x_all.shape[0]
@@ -460,7 +500,10 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
     def amp() -> AbstractContextManager[Any]:
         if amp_dtype is None:
             return nullcontext()
-        return torch.autocast(device.type, dtype=amp_dtype)
+        # One autocast region spans many steps, and autocast's cache of low-precision weight
+        # copies is only cleared when the region exits: with the cache on, every forward
+        # after the first would use the weights from before the optimizer steps.
+        return torch.autocast(device.type, dtype=amp_dtype, cache_enabled=False)
 
     # Pending metrics since the last batch.
     steps: list[int] = []
@@ -542,7 +585,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                         out = model(xb)
                         if not isinstance(out, Tensor):
                             out = first_tensor(out)
-                        if amp_dtype is not None and out.dtype != torch.float32:
+                        if upcast and out.dtype != torch.float32:
                             out = out.float()
                         loss = loss_fn(out, yb)
                         value = loss.item()

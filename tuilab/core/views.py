@@ -52,6 +52,7 @@ __all__ = [
     "HOOK_ACTIONS",
     "HOOK_KINDS",
     "INIT_SCHEMES",
+    "PARAMETER_COLUMNS",
     "TWO_D_TASKS",
     "DecisionBoundary",
     "GradCamView",
@@ -66,6 +67,7 @@ __all__ = [
     "forward_rows",
     "grad_cam_task",
     "grad_cam_view",
+    "parameter_rows",
     "task_names",
     "train_defaults",
 ]
@@ -75,6 +77,7 @@ TWO_D_TASKS = ("spirals", "moons", "circles", "xor", "blobs")
 
 FORWARD_COLUMNS = ("layer", "type", "output", "mean", "std", "min", "max", "zeros", "ms")
 BACKWARD_COLUMNS = ("parameter", "grad norm")
+PARAMETER_COLUMNS = ("parameter", "shape", "mean", "std", "min", "max", "zeros", "grad norm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +124,34 @@ def forward_rows(report: ForwardReport) -> list[tuple[str, ...]]:
 def backward_rows(report: BackwardReport) -> list[tuple[str, str]]:
     """``(parameter key, gradient norm)`` rows in ``named_parameters`` order."""
     return [(key, _num(norm)) for key, norm in report.grad_norms.items()]
+
+
+def parameter_rows(model: nn.Module, path: str = "") -> list[tuple[str, ...]]:
+    """Value statistics of each parameter under ``path`` (``PARAMETER_COLUMNS``).
+
+    The run panel shows these after an init, a backward or a run, so the user sees the weights
+    move (``my_init`` zeroing every |w| < 5, a NaN run's inf). Tied parameters are listed once,
+    under their first key, as ``model.parameters()`` counts them.
+    """
+    from tuilab.core.introspect import grad_norms, module_at, tensor_stats
+
+    try:
+        module = module_at(model, path)
+    except KeyError as err:
+        raise TuilabError(str(err.args[0]), where=path) from None
+    norms = grad_norms(module)
+    rows = []
+    for key, p in module.named_parameters():
+        full = f"{path}.{key}" if path else key
+        stats = tensor_stats(p)
+        grad = _num(norms[key]) if key in norms else "–"
+        if stats is None:
+            rows.append((full, _shape(tuple(p.shape)), "–", "–", "–", "–", "–", grad))
+            continue
+        rows.append((full, _shape(tuple(p.shape)), _num(stats.mean), _num(stats.std),
+                     _num(stats.min), _num(stats.max), f"{stats.zero_fraction * 100:.1f}%",
+                     grad))
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,22 +309,24 @@ def decision_boundary(model: nn.Module, data: TaskData, resolution: int = 48, *,
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     grid_points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     device, dtype = model_device(model), model_dtype(model)
+
+    def scores(x: Tensor) -> Tensor:
+        out = first_tensor(model(x.to(device=device, dtype=dtype)))
+        if out is None or out.dim() < 1 or out.shape[0] != x.shape[0]:
+            raise TuilabError("the model must return one row of class scores per point",
+                              where="decision boundary")
+        return out.cpu()
+
     flags = training_flags(model)
     try:
         model.eval()
         with torch.no_grad():
-            outs = [first_tensor(model(chunk.to(device=device, dtype=dtype)))
-                    for chunk in grid_points.split(4096)]
-            val_out = first_tensor(model(data.x_val.to(device=device, dtype=dtype)))
+            grid_out = torch.cat([scores(chunk) for chunk in grid_points.split(4096)])
+            val_out = scores(data.x_val)
     finally:
         restore_training(flags)
-    if any(o is None or o.shape[0] != n for o, n in
-           zip(outs, [c.shape[0] for c in grid_points.split(4096)], strict=True)):
-        raise TuilabError("the model must return one row of class scores per point",
-                          where="decision boundary")
-    assert val_out is not None
-    cls, conf = _classes(torch.cat([o.cpu() for o in outs]))
-    val_cls, _ = _classes(val_out.cpu())
+    cls, conf = _classes(grid_out)
+    val_cls, _ = _classes(val_out)
     accuracy = float((val_cls == data.y_val).to(torch.float32).mean())
     step = max(1, math.ceil(data.val_size / max_points))
     px, py = data.x_val[::step, 0].tolist(), data.x_val[::step, 1].tolist()

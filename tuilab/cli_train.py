@@ -1,0 +1,291 @@
+"""`tuilab train SPEC`: train a preset or workspace model headless, with a progress bar and a
+loss plot, or one JSON object for scripts.
+
+The same engine as the app (``core.training.train``) runs the steps, so a number printed here
+is a number the lab would show. Settings come, first found wins, from the command line, the
+workspace's ``[training]`` table (TrainConfig field names), and ``TASK_DEFAULTS`` for the task.
+Bad input — unknown preset, task, optimizer, device or dtype, a weights file that does not fit
+— exits 2 with one ``error: …`` line; a run that fails part-way (a NaN loss, out of memory)
+prints what it learned so far and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+# Bytes of training state per parameter: weights, gradients and Adam's two moments (float32).
+_BYTES_PER_PARAM = 16
+
+
+def _error(console: Console, message: str, code: int = 2) -> int:
+    console.print(Text(f"error: {message}", style="red"), soft_wrap=True)
+    return code
+
+
+def _memory_budget(device: str) -> int:
+    """How many bytes training may use: the GPU's memory, or half the machine's RAM."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _check_save_path(path: str) -> str | None:
+    """Why ``path`` cannot take the weights, found before the run rather than after it."""
+    target = Path(path)
+    if target.suffix.lower() != ".safetensors":
+        return (f"{path}: tuilab saves weights as safetensors; the file name must end in "
+                f".safetensors")
+    if not target.parent.is_dir():
+        return f"{path}: the folder {target.parent} does not exist"
+    if target.is_dir():
+        return f"{path}: is a folder, not a file name"
+    return None
+
+
+def _settings(task: str, training: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    from tuilab.core.training import TASK_DEFAULTS, TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    settings: dict[str, Any] = dict(TASK_DEFAULTS.get(task, {}))
+    settings.update({k: v for k, v in training.items() if k in names and k != "task"})
+    settings.update({k: v for k, v in given.items() if v is not None})
+    settings["task"] = task
+    return settings
+
+
+def _plot(console: Console, steps: list[int], losses: list[float], val_steps: list[int],
+          val_losses: list[float]) -> None:
+    import plotext as plt
+
+    if not losses:
+        return
+    plt.clear_figure()
+    plt.theme("clear")
+    plt.plotsize(max(40, min(console.width, 100)), 16)
+    positive = all(v > 0 for v in losses + val_losses)
+    span = max(losses + val_losses) / min(losses + val_losses) if positive else 1.0
+    if positive and span > 20:
+        plt.yscale("log")
+    plt.plot(steps, losses, label="train")
+    if val_losses:
+        plt.plot(val_steps, val_losses, label="val", marker="dot")
+    plt.title("loss" + (" (log scale)" if positive and span > 20 else ""))
+    plt.xlabel("step")
+    console.print(Text.from_ansi(plt.build()))
+    plt.clear_figure()
+
+
+def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str | None,
+              optimizer: str | None, lr: float | None, batch_size: int | None, device: str,
+              dtype: str, seed: int, load_weights: str | None, save_weights: str | None,
+              as_json: bool) -> int:
+    """Train ``spec_arg`` on its task and report; returns the exit code (0, 1 or 2)."""
+    import torch
+
+    from tuilab.core.build import build
+    from tuilab.core.errors import TuilabError
+    from tuilab.core.runtime import change_mode
+    from tuilab.core.tasks import TASKS, make_task
+    from tuilab.core.training import MetricsBatch, TrainConfig, check_config, train
+    from tuilab.core.weights import WeightsError
+    from tuilab.core.weights import load_weights as load_weights_file
+    from tuilab.core.weights import save_weights as save_weights_file
+    from tuilab.core.workspace import load_workspace_arg
+
+    try:
+        workspace = load_workspace_arg(spec_arg)
+    except (TuilabError, OSError) as err:
+        return _error(console, str(err))
+    spec = workspace.spec
+    task_name = task or str(workspace.training.get("task") or spec.task)
+    if task_name not in TASKS:
+        return _error(console, f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)}")
+    settings = _settings(task_name, workspace.training, {
+        "steps": steps, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+        "device": device, "dtype": dtype, "seed": seed,
+    })
+    settings.setdefault("val_every", max(1, int(settings.get("steps", 200)) // 10))
+    try:
+        config = check_config(TrainConfig(**settings))
+    except TypeError as err:
+        return _error(console, f"bad training settings: {err}")
+    except (TuilabError, ValueError) as err:
+        return _error(console, str(err))
+    if save_weights and (problem := _check_save_path(save_weights)):
+        return _error(console, problem)
+
+    # A model whose training state cannot fit is refused before a single byte is allocated.
+    try:
+        meta = build(spec, device="meta")
+        count = sum(p.numel() for p in meta.parameters())
+        del meta
+    except Exception as err:
+        return _error(console, f"{spec.name}: the model cannot be built: {err}")
+    budget = _memory_budget(config.device)
+    if count * _BYTES_PER_PARAM > budget:
+        return _error(
+            console,
+            f"{spec.name} has {count / 1e6:,.0f} M parameters: training needs about "
+            f"{count * _BYTES_PER_PARAM / 2**30:.1f} GiB, more than the "
+            f"{budget / 2**30:.1f} GiB tuilab allows on {config.device}",
+        )
+
+    torch.manual_seed(seed)
+    try:
+        model = build(spec)
+    except Exception as err:
+        return _error(console, f"{spec.name}: the model cannot be built: {err}")
+    if load_weights:
+        try:
+            load_weights_file(model, load_weights)
+        except WeightsError as err:
+            return _error(console, str(err))
+    try:
+        data = make_task(task_name, input_shape=tuple(spec.input_shape[1:]),
+                         vocab_size=spec.vocab_size, model=model, seed=seed)
+    except ValueError as err:
+        return _error(console, str(err))
+    if (task_name == "teacher" and data.y_train.dim() == 1 and batch_size is None
+            and "batch_size" not in workspace.training and config.batch_size != 1):
+        # The teacher's targets are one scalar per sample when the model reduces its whole
+        # batch to one value (the seed's FixedHiddenMLP): only batches of one match them.
+        config = replace(config, batch_size=1)
+    try:
+        cast = "float64" if config.dtype == "float64" else None
+        if config.device != "cpu" or cast:
+            change_mode(model, device=config.device, dtype=cast)
+        batches = train(model, data, config, stop=threading.Event())
+    except (TuilabError, ValueError) as err:
+        return _error(console, str(err))
+
+    all_steps: list[int] = []
+    losses: list[float] = []
+    val_steps: list[int] = []
+    val_losses: list[float] = []
+    val_accuracy: list[float] = []
+    last: MetricsBatch | None = None
+    interrupted = False
+    started = time.perf_counter()
+
+    def collect(batch: MetricsBatch) -> None:
+        all_steps.extend(batch.steps)
+        losses.extend(batch.losses)
+        val_steps.extend(batch.val_steps)
+        val_losses.extend(batch.val_losses)
+        val_accuracy.extend(batch.val_accuracy)
+
+    try:
+        if as_json:
+            for last in batches:
+                collect(last)
+        else:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+            )
+
+            console.print(Text(f"{spec.name}: {task_name} on {config.device} "
+                               f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
+                               f"batch {config.batch_size}"))
+            with Progress(
+                BarColumn(bar_width=24), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} steps/s"), TextColumn("ETA {task.fields[eta]}"),
+                TextColumn("loss {task.fields[loss]}"),
+                console=console, transient=False,
+            ) as progress:
+                bar = progress.add_task("train", total=config.steps, rate="-", eta="-",
+                                        loss="-")
+                for last in batches:
+                    collect(last)
+                    eta = "-" if not math.isfinite(last.eta_s) else f"{last.eta_s:.1f}s"
+                    progress.update(
+                        bar, completed=last.step, rate=f"{last.steps_per_s:,.0f}", eta=eta,
+                        loss=f"{losses[-1]:.4g}" if losses else "-",
+                    )
+    except KeyboardInterrupt:
+        interrupted = True
+        batches.close()
+    seconds = time.perf_counter() - started
+
+    saved = None
+    if save_weights and last is not None and last.error is None:
+        try:
+            save_weights_file(model, save_weights)
+            saved = save_weights
+        except WeightsError as err:
+            return _error(console, str(err))
+
+    error = last.error if last is not None else None
+    steps_done = last.step if last is not None else len(losses)
+    result = {
+        "model": spec.name,
+        "task": task_name,
+        "config": asdict(config),
+        "steps": steps_done,
+        "total_steps": config.steps,
+        "losses": losses,
+        "val_steps": val_steps,
+        "val_losses": val_losses,
+        "val_accuracy": val_accuracy,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "final_val_loss": val_losses[-1] if val_losses else None,
+        "final_val_accuracy": val_accuracy[-1] if val_accuracy else None,
+        "steps_per_s": last.steps_per_s if last is not None else 0.0,
+        "seconds": seconds,
+        "device": config.device,
+        "dtype": config.dtype,
+        "stopped": interrupted or bool(last is not None and last.stopped),
+        "error": error,
+        "error_path": last.error_path if last is not None else None,
+        "saved_weights": saved,
+    }
+    if as_json:
+        # One compact line: print_json would indent every loss onto its own line.
+        console.out(json.dumps(_nan_to_none(result), default=str), highlight=False)
+        return 1 if error else 0
+
+    _plot(console, all_steps, losses, val_steps, val_losses)
+    if losses:
+        line = (f"{steps_done} steps in {seconds:.1f}s ({result['steps_per_s']:,.0f} steps/s): "
+                f"loss {losses[0]:.4g} → {losses[-1]:.4g}")
+        if val_losses:
+            line += f", val {val_losses[-1]:.4g}"
+        if val_accuracy:
+            line += f", val accuracy {val_accuracy[-1]:.1%}"
+        console.print(Text(line))
+    if interrupted:
+        console.print(Text("stopped by Ctrl-C; the history above is kept"))
+    if saved:
+        console.print(Text(f"weights saved to {saved}"))
+    if error:
+        return _error(console, error + (f" [{last.error_path}]" if last and last.error_path
+                                        and last.error_path not in error else ""), code=1)
+    return 0
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
