@@ -89,11 +89,20 @@ def _user_line(error: BaseException, path: Path) -> int | None:
 
 def load_user_module(spec_text: str) -> tuple[nn.Module, str]:
     """Import `file.py`, call NAME, and return the module and its display name."""
-    from torch import nn
-
     path_part, name = split_arg(spec_text)
     path, _ = describe(path_part)
     module = _import_file(path)
+    try:
+        return _take(module, name, path)
+    except SpecFileError:
+        sys.modules.pop(module.__name__, None)  # a refused file leaves nothing imported
+        raise
+
+
+def _take(module: Any, name: str, path: Path) -> tuple[nn.Module, str]:
+    """NAME from the imported file: the module itself, or what calling it returns."""
+    from torch import nn
+
     if not hasattr(module, name):
         found = sorted(n for n, v in vars(module).items()
                        if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))

@@ -28,8 +28,13 @@ class Palette(Vertical):
 
     DEFAULT_CSS = """
     Palette { height: 1fr; }
-    Palette > Input { margin: 0; }
-    Palette > OptionList { height: 1fr; }
+    Palette > Input { margin: 0; border: none; height: 1; padding: 0 1; }
+    Palette > Input:focus { border: none; background: $boost; }
+    Palette > OptionList {
+        height: 1fr; border: none; padding: 0;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    Palette > OptionList:focus { border: none; }
     Palette > #palette-detail { height: auto; max-height: 4; color: $text-muted; }
     """
 

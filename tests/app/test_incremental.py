@@ -1,0 +1,97 @@
+"""The builder and inspector are updated in place, never rebuilt: after any sequence of edits
+they must still show exactly the spec and the live module, row for row and in order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from app_helpers import builder_structure, lab_app, modules_structure, settle, table_keys
+
+from tuilab.app.widgets.inspector import module_label
+from tuilab.core.spec import find, parent_path, walk
+
+
+def _random_edit(app, rng: random.Random) -> None:
+    lab = app.lab
+    paths = [p for p, _ in walk(lab.spec.root)]
+    path = rng.choice(paths)
+    containers = [p for p, n in walk(lab.spec.root) if n.is_container]
+    action = rng.choice(["add", "add", "add_seq", "remove", "move", "indent", "outdent",
+                         "duplicate", "undo", "redo", "rename", "share"])
+    if action == "add":
+        app._edit("add", rng.choice(["Linear", "ReLU", "Dropout", "BatchNorm1d"]),
+                  rng.choice(containers), None)
+    elif action == "add_seq":
+        app._edit("add", "Sequential", rng.choice(containers), 0)
+    elif action == "remove" and path:
+        app._edit("remove", path)
+    elif action == "move" and path:
+        app._edit("move", path, rng.choice([-1, 1]))
+    elif action == "indent" and path:
+        app._edit("indent", path)
+    elif action == "outdent" and path:
+        app._edit("outdent", path)
+    elif action == "duplicate" and path:
+        app._edit("duplicate", path)
+    elif action == "rename" and path:
+        parent = find(lab.spec.root, parent_path(path))
+        if not all(c.name.isdigit() for c in parent.children):
+            app._edit("rename", path, f"r{rng.randrange(1000)}")
+    elif action == "share" and path:
+        target = rng.choice(paths[1:])
+        app._edit("share", target, rng.choice(containers), None)  # refusals are notified
+    elif action in ("undo", "redo"):
+        app._edit(action)
+
+
+@pytest.mark.parametrize("seed", [7, 2])
+async def test_random_edits_keep_builder_and_inspector_in_step(seed: int) -> None:
+    app = lab_app("mlp")
+    rng = random.Random(seed)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        for _ in range(60):
+            _random_edit(app, rng)
+            await pilot.pause()
+            lab = app.lab
+            assert builder_structure(app) == [p for p, _ in walk(lab.spec.root)]
+            assert modules_structure(app) == list(lab.snapshot.modules)
+            assert table_keys(app, "parameters") == list(lab.snapshot.parameters)
+            assert table_keys(app, "buffers") == list(lab.snapshot.buffers)
+        await settle(pilot)
+        assert app.is_running
+        assert len(app.code_log.lines_text) > 20  # most of the random edits were accepted
+        rows = app.lab.snapshot.modules
+        for path, handle in app.inspector.modules_tree.handles.items():
+            assert str(handle.label) == module_label(rows[path]).plain
+        for path, node in walk(app.lab.spec.root):
+            label = str(app.builder.path_handle(path).label)
+            assert label.startswith(node.name or app.lab.name)
+
+
+async def test_an_edit_keeps_every_untouched_row_object() -> None:
+    """In place means in place: the tree nodes and table rows that the diff does not name are
+    the very same objects after the edit (a rebuild would make new ones)."""
+    app = lab_app("lenet")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        modules_before = dict(app.inspector.modules_tree.handles)
+        builder_before = {app.builder._paths[k]: h for k, h in app.builder._handles.items()}
+        rows_before = {key: app.inspector.params_table.rows[key]
+                       for key in app.inspector.params_table.rows}
+        app.builder.select_path("relu3")
+        await pilot.pause()
+        await pilot.press("D")  # duplicate relu3: one module added
+        await settle(pilot)
+        update = app.last_update
+        assert update.diff.modules.added == ("relu3_2",)
+        touched = set(update.diff.modules.changed)
+        for path, handle in modules_before.items():
+            if path not in touched:
+                assert app.inspector.modules_tree.handles[path] is handle, path
+        for path, handle in builder_before.items():
+            if path:
+                assert app.builder.path_handle(path) is handle, path
+        for key, row in rows_before.items():
+            assert app.inspector.params_table.rows[key] is row, key

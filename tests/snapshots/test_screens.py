@@ -1,0 +1,87 @@
+"""Snapshots of the main screens (pytest-textual-snapshot).
+
+Deterministic by construction: the lab is built before the app starts, `run_before` waits for
+the shape-summary worker, no clock is drawn, and inputs do not blink. Regenerate with
+`pytest tests/snapshots --snapshot-update` after an intended change, and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tuilab.app.app import TuilabApp, make_app
+from tuilab.core.lab import Lab
+from tuilab.core.workspace import load_workspace_arg
+
+
+def _app(preset: str) -> TuilabApp:
+    return make_app(lab=Lab.from_workspace(load_workspace_arg(preset)))
+
+
+async def _ready(pilot: Pilot) -> None:
+    app = pilot.app
+    await pilot.pause()
+    for _ in range(100):
+        if not getattr(app, "summary_pending", False):
+            break
+        await pilot.pause(0.05)
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _no_blink(pilot: Pilot) -> None:
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+
+
+def test_main_screen_mlp(snap_compare) -> None:
+    assert snap_compare(_app("mlp"), terminal_size=(120, 40), run_before=_ready)
+
+
+def test_main_screen_lenet(snap_compare) -> None:
+    assert snap_compare(_app("lenet"), terminal_size=(120, 40), run_before=_ready)
+
+
+def test_main_screen_at_80x24(snap_compare) -> None:
+    assert snap_compare(_app("lenet"), terminal_size=(80, 24), run_before=_ready)
+
+
+def test_arg_form(snap_compare) -> None:
+    async def open_form(pilot: Pilot) -> None:
+        await _ready(pilot)
+        app = pilot.app
+        assert isinstance(app, TuilabApp)
+        app.builder.select_path("conv1")
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        _no_blink(pilot)
+
+    assert snap_compare(_app("lenet"), terminal_size=(120, 40), run_before=open_form)
+
+
+def test_arg_form_with_a_bad_value(snap_compare) -> None:
+    async def bad_value(pilot: Pilot) -> None:
+        await _ready(pilot)
+        app = pilot.app
+        app.builder.select_path("2")
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        _no_blink(pilot)
+        app.screen.query_one("#arg-out_features").focus()
+        await pilot.press("home", "ctrl+k", *"-3", "enter")
+        await pilot.pause()
+        _no_blink(pilot)
+
+    assert snap_compare(_app("mlp"), terminal_size=(120, 40), run_before=bad_value)
+
+
+def test_help_screen(snap_compare) -> None:
+    async def open_help(pilot: Pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(_app("mlp"), terminal_size=(120, 40), run_before=open_help)

@@ -1,0 +1,192 @@
+"""Small modal dialogs: confirm, text prompt, a pick-one list, and the unsaved-work question.
+
+Each returns its answer through `dismiss`, so callers use `push_screen(dialog, callback)` and
+the App never blocks waiting for the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{
+    width: 80%; max-width: 90; height: auto; max-height: 90%;
+    border: thick $primary; background: $surface; padding: 0 1;
+}}
+{name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
+{name} .dialog-body {{ height: auto; margin-bottom: 1; }}
+{name} .dialog-buttons {{ height: auto; align-horizontal: right; }}
+{name} Button {{ margin-left: 1; }}
+{name} .dialog-error {{ color: $error; height: auto; }}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; escape answers no."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "Cancel"),
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No", show=False),
+    ]
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+
+    def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.body, classes="dialog-body", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.yes, variant="primary", id="yes")
+                yield Button(self.no, id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Ask for one line of text (a name, a path); escape answers None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="TextPrompt")
+
+    def __init__(self, title: str, value: str = "", *, placeholder: str = "",
+                 hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.placeholder = placeholder
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            if self.hint:
+                yield Static(self.hint, classes="dialog-body", markup=False)
+            yield Static("", classes="dialog-error", id="prompt-error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        text = self.query_one(Input).value.strip()
+        if not text:
+            self.query_one("#prompt-error", Static).update("type something, or escape to cancel")
+            return
+        self.dismiss(text)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """Pick one of a list; items that cannot be chosen are shown greyed with the reason."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="ChoiceScreen") + """
+    ChoiceScreen OptionList { height: auto; max-height: 20; }
+    """
+
+    def __init__(self, title: str, choices: Sequence[tuple[str, str, bool]],
+                 current: str | None = None) -> None:
+        """`choices`: (value, description, available)."""
+        super().__init__()
+        self.title_text = title
+        self.choices = list(choices)
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        options = []
+        for value, description, available in self.choices:
+            prompt = Text.assemble((value, "bold"), "  ",
+                                   (description, "dim" if available else "dim italic"))
+            if value == self.current:
+                prompt.append("  (current)", style="green")
+            options.append(Option(prompt, id=value, disabled=not available))
+        with Vertical():
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield OptionList(*options, id="choices")
+
+    def on_mount(self) -> None:
+        option_list = self.query_one(OptionList)
+        option_list.focus()
+        if self.current is not None:
+            with contextlib.suppress(Exception):  # not among the choices
+                option_list.highlighted = option_list.get_option_index(self.current)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+class UnsavedScreen(ModalScreen[str]):
+    """The work is not saved: answers "save", "discard" or "cancel"."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer('cancel')", "Cancel"),
+        Binding("s", "answer('save')", "Save", show=False),
+        Binding("d", "answer('discard')", "Discard", show=False),
+    ]
+    DEFAULT_CSS = DIALOG_CSS.format(name="UnsavedScreen")
+
+    def __init__(self, what: str = "quit") -> None:
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Unsaved changes", classes="dialog-title")
+            yield Static(f"The model has changes that are not saved. Save them before you "
+                         f"{self.what}?", classes="dialog-body", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Discard", variant="error", id="discard")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_answer(self, answer: str) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")

@@ -1,0 +1,78 @@
+"""The header line: which model, in which mode, how big, and whether it is saved.
+
+Everything comes from the lab's attributes and its snapshot totals (plain numbers), so the
+header redraws in microseconds after every change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from tuilab.app.widgets.inspector import size_text
+
+if TYPE_CHECKING:
+    from tuilab.core.lab import Lab
+
+
+class LabHeader(Widget):
+    """One line: • name │ train/eval │ device │ dtype │ params (trainable) │ memory │ file."""
+
+    DEFAULT_CSS = """
+    LabHeader {
+        height: 1;
+        background: $panel;
+        color: $text;
+        padding: 0 1;
+    }
+    """
+
+    status: reactive[str] = reactive("loading PyTorch…")
+    """Shown instead of the model line while no lab is loaded (or when loading failed)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.lab: Lab | None = None
+
+    def show(self, lab: Lab | None) -> None:
+        """Redraw from `lab` (call after every change)."""
+        self.lab = lab
+        self.refresh()
+
+    @property
+    def text(self) -> str:
+        """The header as plain text (tests read it)."""
+        return self.render().plain
+
+    def render(self) -> Text:
+        lab = self.lab
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("tuilab ", style="bold")
+        if lab is None:
+            line.append(self.status, style="italic")
+            return line
+        snap = lab.snapshot
+        line.append("• " if lab.dirty else "  ", style="bold yellow")
+        line.append(lab.name, style="bold")
+        if not lab.editable:
+            line.append(" (your module)", style="dim")
+        sep = (" │ ", "dim")
+        line.append(*sep)
+        line.append("train" if lab.training else "eval",
+                    style="green" if lab.training else "yellow")
+        line.append(*sep)
+        line.append(lab.device)
+        line.append(*sep)
+        line.append(lab.dtype_name)
+        line.append(*sep)
+        line.append(f"{snap.total_params:,} params")
+        line.append(f" ({snap.trainable_params:,} trainable)", style="dim")
+        line.append(*sep)
+        line.append(size_text(snap.param_bytes))
+        if lab.path is not None:
+            line.append(*sep)
+            line.append(str(lab.path), style="dim")
+        return line
