@@ -223,3 +223,12 @@ def test_input_shape_checks() -> None:
     for bad in ("", "a,b", "0,3", (1, -2), [1.5]):
         with pytest.raises(EditError):
             check_input_shape(bad)
+
+
+def test_indenting_a_positional_node_into_an_empty_container_renumbers_it() -> None:
+    editor = empty()
+    editor.add("Sequential")
+    editor.add("ReLU")
+    editor.indent("1")
+    assert [c.name for c in editor.spec.root.children[0].children] == ["0"]
+    assert isinstance(build(editor.spec)[0][0], nn.ReLU)

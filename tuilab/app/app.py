@@ -119,6 +119,13 @@ KEY_GROUPS: tuple[tuple[str, tuple[tuple[str, str, str, str], ...]], ...] = (
         ("t", "run_train", "Train", "start a short training run in the background"),
         ("p", "run_pause", "Pause / resume", "pause or resume the training run"),
         ("x", "run_stop", "Stop run", "stop the training run"),
+        ("k", "run_add_hook", "Add hook",
+         "a forward, forward pre- or backward hook on the selected node"),
+        ("H", "run_remove_hooks", "Remove hooks", "remove every hook added from the lab"),
+        ("G", "run_grad_cam", "Grad-CAM", "heat map of a conv model's attention on a digit"),
+        ("B", "run_boundary", "Decision regions", "the classes over the plane, for 2-D tasks"),
+        ("L", "run_log_scale", "Log-scale loss", "switch the loss plot's y axis to log"),
+        ("M", "run_toggle_maximize", "Maximise run panel", "give the run panel the screen"),
     )),
     ("Files and views", (
         ("ctrl+s", "save", "Save workspace", "save (asks for a name the first time)"),
@@ -187,6 +194,12 @@ class TuilabApp(App[int]):
         Binding("t", "run_train", "Train", show=False),
         Binding("p", "run_pause", "Pause", show=False),
         Binding("x", "run_stop", "Stop", show=False),
+        Binding("k", "run_add_hook", "Hook", show=False),
+        Binding("H", "run_remove_hooks", "Remove hooks", show=False),
+        Binding("G", "run_grad_cam", "Grad-CAM", show=False),
+        Binding("B", "run_boundary", "Regions", show=False),
+        Binding("L", "run_log_scale", "Log scale", show=False),
+        Binding("M", "run_toggle_maximize", "Maximise runs", show=False),
         Binding("ctrl+s", "save", "Save"),
         Binding("S", "save_as", "Save as", show=False),
         Binding("ctrl+o", "open_workspace", "Open", show=False),
@@ -930,6 +943,24 @@ class TuilabApp(App[int]):
 
     def action_run_stop(self) -> None:
         self._run("stop")
+
+    def action_run_add_hook(self) -> None:
+        self._run("add_hook")
+
+    def action_run_remove_hooks(self) -> None:
+        self._run("remove_hooks")
+
+    def action_run_grad_cam(self) -> None:
+        self._run("grad_cam")
+
+    def action_run_boundary(self) -> None:
+        self._run("boundary")
+
+    def action_run_log_scale(self) -> None:
+        self._run("log_scale")
+
+    def action_run_toggle_maximize(self) -> None:
+        self._run("toggle_maximize")
 
     # --- code log -------------------------------------------------------------------------
     def action_copy_last(self) -> None:

@@ -283,12 +283,9 @@ class SpecEditor:
         dest_path = path_of(root, destination_id) or ""  # removal may renumber it
         container = find(root, dest_path)
         names = [c.name for c in container.children]
-        if (names and is_positional(names)) or (
-            container.definition.container in POSITIONAL_CONTAINERS
-        ):
-            name = str(len(names))
-        else:
-            name = unique_name(set(names), node.name)
+        positional_home = (is_positional(names) and (bool(names) or node.name.isdigit())) or (
+            container.definition.container in POSITIONAL_CONTAINERS)
+        name = str(len(names)) if positional_home else unique_name(set(names), node.name)
         new_root, new_path, _ = self._place(root, dest_path, replace(node, name=name), index)
         code = f"# move {self._expr(path)} into {self._expr(destination)}"
         return self._commit(self._with_root(new_root), f"move {path} to {new_path}", code,
@@ -338,9 +335,7 @@ class SpecEditor:
         definition = node.definition
         merged = {**dict(node.args), **values}
         try:
-            for name in values:
-                definition.arg(name)
-            checked = definition.validate(merged, where=where)
+            checked = definition.validate(merged, where=where)  # unknown names refused too
         except ArgumentError as error:
             raise EditError(error.message, where=error.where or where) from None
         updated = replace(node, args=checked)

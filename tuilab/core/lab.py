@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from tuilab.core.introspect import TensorStats
     from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
     from tuilab.core.training import MetricsBatch
@@ -227,17 +228,54 @@ class Lab:
                 f"materialises ({MATERIALISE_LIMIT_BYTES / 2**30:.0f} GiB): it lives on the "
                 "meta device, to inspect and summarise without allocating it")
 
+    # --- what the inspector reads ----------------------------------------------------------
+    def tensor_stats(self, key: str, *, kind: str = "parameter") -> TensorStats | None:
+        """Value summary of one parameter or buffer (None on meta, or for a lazy tensor)."""
+        from tuilab.core.introspect import module_at, tensor_stats
+
+        row = (self.snapshot.buffers if kind == "buffer" else self.snapshot.parameters).get(key)
+        if row is None:
+            return None
+        module = module_at(self.model, row.module)
+        table = module._buffers if kind == "buffer" else module._parameters
+        return tensor_stats(table.get(row.name))
+
+    def state_dict_rows(self) -> list[tuple[str, tuple[int, ...], str]]:
+        from tuilab.core.introspect import state_dict_rows
+
+        return state_dict_rows(self.model)
+
+    def hook_rows(self) -> list[tuple[str, str, int, str]]:
+        from tuilab.core.introspect import hook_rows
+
+        return hook_rows(self.model)
+
+    def model_repr(self) -> str:
+        """`print(model)`, exactly as PyTorch prints it."""
+        return repr(self.model)
+
+    def export_source(self) -> str:
+        from tuilab.core.export import export_source
+
+        return export_source(self.spec)
+
     # --- state changes --------------------------------------------------------------------
     def _check_idle(self) -> None:
         if self.busy_reason:
             raise EditError(f"{self.busy_reason}: stop it first", where=self.name)
 
-    def _refresh(self, description: str, code: str, path: str | None = None) -> LabUpdate:
+    def _refresh(self, description: str, code: str, path: str | None = None, *,
+                 dirty: bool = True) -> LabUpdate:
+        """Snapshot, diff against the last snapshot, log the code line.
+
+        `dirty=False` for what a workspace file does not hold (weights changed by a forward
+        pass, an init, a hook): quitting after those has nothing unsaved to ask about.
+        """
         new = snapshot(self.model)
         change = diff(self.snapshot, new)
         self.snapshot = new
         self.code_log.append(code)
-        self.dirty = True
+        self.dirty = self.dirty or dirty
         return LabUpdate(description, code, change, new, path)
 
     def edit(self, action: str, *args: Any, **kwargs: Any) -> LabUpdate:
@@ -380,7 +418,7 @@ class Lab:
         x = self.make_input()
         with _unchanged_on_failure(self.model, "forward pass", x):
             report = forward_report(self.model, x)
-        return report, self._refresh("forward pass", "out = net(x)")
+        return report, self._refresh("forward pass", "out = net(x)", dirty=False)
 
     def backward(self) -> tuple[BackwardReport, LabUpdate]:
         self._check_idle()
@@ -394,12 +432,12 @@ class Lab:
             report = backward_report(self.model, x, data.y_train[batch].to(self.device),
                                      data.loss)
         return report, self._refresh("backward pass",
-                                     "loss = loss_fn(net(x), y); loss.backward()")
+                                     "loss = loss_fn(net(x), y); loss.backward()", dirty=False)
 
     def zero_grad(self) -> LabUpdate:
         from tuilab.core.runtime import zero_grad
 
-        return self._refresh("zero_grad", zero_grad(self.model))
+        return self._refresh("zero_grad", zero_grad(self.model), dirty=False)
 
     def initialise(self, path: str, scheme: str, **options: Any) -> LabUpdate:
         self._check_idle()
@@ -411,7 +449,7 @@ class Lab:
         target = self._module_expr(path)
         return self._refresh(f"init {scheme} on {path or 'the model'}",
                              code.replace("net.", f"{target}.", 1) if target != "net" else code,
-                             path)
+                             path, dirty=False)
 
     def _module_expr(self, path: str) -> str:
         if self.editor is None:
@@ -441,11 +479,12 @@ class Lab:
         """Register a forward / forward_pre / backward hook on the live module at `path`."""
         hook_id = self.hooks.add(self.model, path, kind, action)
         info = next(h for h in self.hooks.active() if h.id == hook_id)
-        return hook_id, self._refresh(f"{kind} hook on {path or 'the model'}", info.code, path)
+        return hook_id, self._refresh(f"{kind} hook on {path or 'the model'}", info.code, path,
+                                      dirty=False)
 
     def remove_hook(self, hook_id: int) -> LabUpdate:
         code = self.hooks.remove(hook_id)
-        return self._refresh("hook removed", code)
+        return self._refresh("hook removed", code, dirty=False)
 
     def devices(self) -> list[Any]:
         """Every device this machine could offer, with the reason an absent one is absent."""
@@ -567,7 +606,7 @@ class Lab:
 
         try:
             autosave(self.workspace())
-        except (OSError, TuilabError) as error:
+        except Exception as error:  # never lose the session over its safety copy
             return f"autosave failed: {error}"
         return None
 

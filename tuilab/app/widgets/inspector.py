@@ -10,7 +10,7 @@ The other tabs (`state_dict`, hooks, `print(model)`, the exported code) cost mor
 are rarely looked at during an edit, so they are refreshed only while visible.
 
 No PyTorch here: rows come from the lab's snapshot (plain data); values and the lazy tabs come
-through the lab (with a fallback to the introspection helpers while the lab lacks them).
+through the lab.
 """
 
 from __future__ import annotations
@@ -74,17 +74,7 @@ def stats_text(stats: Any) -> str:
 
 def tensor_stats_for(lab: Lab, row: TensorRow) -> Any:
     """The lab's value summary of one parameter or buffer (None where it has no values)."""
-    method = getattr(lab, "tensor_stats", None)
-    if method is not None:
-        try:
-            return method(row.key, kind=row.kind)
-        except TypeError:
-            pass  # an older signature: fall back below
-    from tuilab.core.introspect import module_at, tensor_stats
-
-    module = module_at(lab.model, row.module)
-    table = module.__dict__.get("_buffers" if row.kind == "buffer" else "_parameters") or {}
-    return tensor_stats(table.get(row.name))
+    return lab.tensor_stats(row.key, kind=row.kind)
 
 
 def module_label(row: ModuleRow, style: Any = None) -> Text:
@@ -529,18 +519,11 @@ class Inspector(Vertical):
 
     def _model_repr(self) -> str:
         assert self.lab is not None
-        method = getattr(self.lab, "model_repr", None)
-        return method() if method is not None else repr(self.lab.model)
+        return self.lab.model_repr()
 
     def _show_state_dict(self) -> None:
         assert self.lab is not None
-        method = getattr(self.lab, "state_dict_rows", None)
-        if method is not None:
-            rows = method()
-        else:
-            from tuilab.core.introspect import state_dict_rows
-
-            rows = state_dict_rows(self.lab.model)
+        rows = self.lab.state_dict_rows()
         table = self.query_one("#state-table", DataTable)
         table.clear()
         for key, shape, dtype in rows:
@@ -548,13 +531,7 @@ class Inspector(Vertical):
 
     def _show_hooks(self) -> None:
         assert self.lab is not None
-        method = getattr(self.lab, "hook_rows", None)
-        if method is not None:
-            rows = method()
-        else:
-            from tuilab.core.introspect import hook_rows
-
-            rows = hook_rows(self.lab.model)
+        rows = self.lab.hook_rows()
         table = self.query_one("#hooks-table", DataTable)
         table.clear()
         for module, kind, hook_id, name in rows:
@@ -568,12 +545,7 @@ class Inspector(Vertical):
         if not self.lab.editable:
             target.update(Text("your own module: its source is your file", style="dim"))
             return
-        try:
-            from tuilab.core.export import export_source
-        except ImportError:
-            target.update(Text("export is not available in this build", style="dim"))
-            return
-        source = export_source(self.lab.spec)
+        source = self.lab.export_source()
         target.update(Syntax(source, "python", theme="ansi_dark", line_numbers=True,
                              background_color="default"))
 
@@ -581,8 +553,4 @@ class Inspector(Vertical):
         """The exported source, for copying (empty when unavailable)."""
         if self.lab is None or not self.lab.editable:
             return ""
-        try:
-            from tuilab.core.export import export_source
-        except ImportError:
-            return ""
-        return export_source(self.lab.spec)
+        return self.lab.export_source()
