@@ -111,7 +111,7 @@ async def test_a_run_shows_progress_and_plot_stops_and_keeps_its_history() -> No
         assert lab.busy_reason == ""
         assert any(f"{run.name} stopped" in m for m, _ in app.notes)
         assert app.last_update is not None and app.last_update.description == "after training"
-        assert "opt = torch.optim.Adam(net.parameters(), lr=0.001)" in app.code_log.all_text
+        assert "opt = torch.optim.Adam(net.parameters(), lr=0.01)" in app.code_log.all_text
         kept = list(run.losses)
 
         # a second, short run is overlaid on the first, whose history stays
