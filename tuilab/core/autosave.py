@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from tuilab.core.errors import SpecFileError
@@ -32,12 +33,28 @@ def autosave_path() -> Path:
     return data_dir() / AUTOSAVE_NAME
 
 
+# A temp file this old is what a session killed mid-write left behind, not a write in
+# progress (another tuilab's write takes well under a second).
+STALE_TEMP_SECONDS = 600
+
+
 def autosave(workspace: Workspace) -> Path:
     """Write the workspace where a later session will find it; never half a file."""
     path = autosave_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, workspace_to_text(workspace))
+    _remove_stale_temps(path)
     return path
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """A write killed half way leaves its temp file (the autosave itself is whole): clear
+    the old ones, so kills do not pile files up in the data folder."""
+    now = time.time()
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - temp.stat().st_mtime > STALE_TEMP_SECONDS:
+                temp.unlink()
 
 
 def pending_restore() -> Workspace | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from tuilab.core.errors import BuildError
 from tuilab.core.spec import ModelSpec, Node, walk
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class Builder:
         entry = self._cache.get(node_id)
         return entry[1] if entry else None
 
+    def new_nodes(self, spec: ModelSpec | Node) -> list[Node]:
+        """The nodes the next `build(spec)` would construct afresh (no module to reuse)."""
+        root = spec.root if isinstance(spec, ModelSpec) else spec
+        return [node for _, node in walk(root) if node.ref is None and self._reuse(node) is None]
+
     def forget(self) -> None:
         """Drop every remembered module: the next build makes all of them afresh."""
         self._cache.clear()
@@ -55,22 +61,31 @@ class Builder:
         by_id = {node.id: node for _, node in walk(root)}
         made: dict[str, nn.Module] = {}
 
-        def assemble(node: Node) -> nn.Module:
+        def assemble(node: Node, path: str) -> nn.Module:
             if node.ref is not None:
-                return assemble(by_id[node.ref])
+                return assemble(by_id[node.ref], path)
             if node.id in made:
                 return made[node.id]
-            children = [(child.name, assemble(child)) for child in node.children]
+            children = [(child.name, assemble(child, f"{path}.{child.name}" if path
+                                              else child.name)) for child in node.children]
             module = self._reuse(node)
             if module is None:
-                module = self._create(node, children, torch)
+                try:
+                    module = self._create(node, children, torch)
+                except BuildError:
+                    raise
+                except Exception as error:  # the constructor's refusal, said for this node
+                    raise BuildError(
+                        f"{node.block} cannot be built with these arguments: "
+                        f"{str(error).strip() or type(error).__name__}",
+                        where=path or "(root)") from error
             elif node.is_container:
                 _relay(module, children)
             self._cache[node.id] = (_signature(node), module, self._generation)
             made[node.id] = module
             return module
 
-        model = assemble(root)
+        model = assemble(root, "")
         _apply_frozen(root, made)
         self._prune()
         return model

@@ -104,7 +104,10 @@ class BlockDef:
         place = where or self.name
         for name in args:
             if not any(a.name == name for a in self.args):
-                self.arg(name)  # raises with the list of known names
+                known = ", ".join(a.name for a in self.args) or "none"
+                raise ArgumentError(
+                    f"{self.name} has no argument '{name}' (its arguments: {known})",
+                    where=place)
         values = {}
         for arg in self.args:
             raw = args.get(arg.name, arg.default)
@@ -202,6 +205,22 @@ def _conv_groups(values: Mapping[str, Any]) -> str | None:
     for name in ("in_channels", "out_channels"):
         if values[name] % groups:
             return f"{name} ({values[name]}) must be divisible by groups ({groups})"
+    return None
+
+
+def _padding_idx(values: Mapping[str, Any]) -> str | None:
+    index, count = values["padding_idx"], values["num_embeddings"]
+    if index is not None and not -count <= index < count:
+        return (f"padding_idx ({index}) must be a token id of the vocabulary: from {-count} to "
+                f"{count - 1} (num_embeddings is {count}), or none")
+    return None
+
+
+def _residual_skip(values: Mapping[str, Any]) -> str | None:
+    if not values["use_1x1conv"] and (values["in_channels"] != values["out_channels"]
+                                      or values["stride"] != 1):
+        return ("the skip path adds the input unchanged, so it needs in_channels == "
+                "out_channels and stride == 1; set use_1x1conv to true otherwise")
     return None
 
 
@@ -478,7 +497,7 @@ def _build_catalog() -> dict[str, BlockDef]:
                  f"{NN}:Embedding",
                  (int_arg("num_embeddings", 16, 1, "vocabulary size"),
                   int_arg("embedding_dim", 64, 1), int_arg("padding_idx", None, nullable=True)),
-                 positional=2, takes_tokens=True),
+                 positional=2, takes_tokens=True, check=_padding_idx),
         # reshape
         BlockDef("Flatten", "reshape", "merges dims start_dim..end_dim, e.g. (N,C,H,W) → (N,CHW)",
                  f"{NN}:Flatten", (int_arg("start_dim", 1), int_arg("end_dim", -1))),
@@ -518,7 +537,8 @@ def _build_catalog() -> dict[str, BlockDef]:
                  "ResNet block: two 3×3 convs with BatchNorm, plus the input (1×1 conv if needed)",
                  f"{COMPOSITE}:Residual",
                  (int_arg("in_channels", 3, 1), int_arg("out_channels", 3, 1),
-                  bool_arg("use_1x1conv", False), int_arg("stride", 1, 1)), positional=2),
+                  bool_arg("use_1x1conv", False), int_arg("stride", 1, 1)), positional=2,
+                 check=_residual_skip),
         BlockDef("Inception", "composite",
                  "GoogLeNet block: 1×1, 3×3, 5×5 and pooling branches, concatenated",
                  f"{COMPOSITE}:Inception",
@@ -538,12 +558,22 @@ def get_block(name: str) -> BlockDef:
     """The palette entry for `name`, or an error that lists close names."""
     try:
         return CATALOG[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, CATALOG, n=3)
+    except (KeyError, TypeError):
+        close = similar_blocks(name)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ArgumentError(f"unknown block '{name}'{hint}", where=str(name)) from None
+
+
+def similar_blocks(name: object, n: int = 3) -> list[str]:
+    """Palette names close to `name`, a different case first ('Relu' -> ReLU)."""
+    import difflib
+
+    if not isinstance(name, str):
+        return []
+    by_lower = {block.lower(): block for block in CATALOG}
+    same = [by_lower[name.lower()]] if name.lower() in by_lower else []
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=n)
+    return list(dict.fromkeys(same + [by_lower[c] for c in close]))[:n]
 
 
 def blocks_by_family() -> dict[str, list[BlockDef]]:

@@ -39,3 +39,13 @@ class ModeError(TuilabError):
 
 class FileChangedError(SpecFileError):
     """The file on disk changed since it was read: saving would overwrite someone's work."""
+
+
+class BuildError(TuilabError):
+    """A block's own constructor refused its (individually valid) arguments; `where` names
+    the node, so a file that validates but cannot be built says which block and why."""
+
+
+class RunError(TuilabError):
+    """A forward or backward pass that failed; `where` names the module that raised, and the
+    model is left as it was before the pass (BatchNorm statistics included)."""

@@ -99,7 +99,7 @@ class RunRecord:
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("name", "run")
         values.setdefault("config", {})
-        if values.get("status") == "running":
+        if values.get("status", "running") == "running":
             values["status"] = "stopped"  # it was cut off when the process ended
         return cls(**values)
 
@@ -502,6 +502,7 @@ class Lab:
         self.runs.append(run)
         self.train_settings = dict(settings)
         self.busy_reason = "a training run is going"
+        self.dirty = True  # the run is history a workspace saves
         return run
 
     def _check_settings(self, settings: dict[str, Any]) -> None:

@@ -523,6 +523,13 @@ def _count(params: Iterator[nn.Parameter]) -> tuple[int, int, int]:
 
 
 def _unbuilt(name: str, shape: tuple[int, ...], error: Exception) -> Summary:
+    from tuilab.core.errors import BuildError
+
+    if isinstance(error, BuildError):  # the builder names the node whose constructor refused
+        path = "" if error.where == "(root)" else error.where
+        return Summary(name, shape, None, (), 0, 0, 0, 0,
+                       ShapeError(path, f"the model does not build: {error.message}", None),
+                       "meta")
     return Summary(name, shape, None, (), 0, 0, 0, 0,
                    ShapeError("", f"the model does not build: {_message(error)}", None), "meta")
 
@@ -744,6 +751,9 @@ def _batchnorm_hint(module: _BatchNorm, shape: tuple[int, ...]) -> str | None:
         return f"{name} takes {layout[dims]}; its input is {shape}"
     if len(shape) >= 2 and shape[1] != module.num_features:
         return f"num_features should be {shape[1]} (the input's channels, dim 1)"
+    if module.training and len(shape) >= 2 and math.prod(shape) // shape[1] <= 1:
+        return ("in train mode BatchNorm normalises over the batch and needs more than one "
+                "value per channel: use a batch of 2 or more, or switch to eval mode")
     return None
 
 

@@ -246,7 +246,7 @@ def _read_torch(path: Path) -> object:
         # weights_only=True explicitly: torch then ignores TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = _unpickling_reason(err)
         raise WeightsError(
             f"{path}: holds more than tensors, and tuilab refuses to run code from it "
             f"(it loads .pt files with weights_only=True only): {first}. If you trust the "
@@ -258,6 +258,17 @@ def _read_torch(path: Path) -> object:
             f"{path}: cannot be read as a PyTorch file (truncated or corrupt?): "
             f"{type(err).__name__}: {err}"
         ) from err
+
+
+def _unpickling_reason(err: BaseException) -> str:
+    """What the safe unpickler refused ("unsupported GLOBAL posix.system ..."), without
+    torch's advice to re-run with weights_only=False (the unsafe load tuilab never does)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines[1:]:
+        if line.startswith(("Check the documentation", "Please file an issue")):
+            continue
+        return (line.removeprefix("WeightsUnpickler error:").strip() or line).rstrip(".")
+    return "it is not a plain dict of tensors" if lines else type(err).__name__
 
 
 def _as_state_dict(obj: object, path: Path) -> dict[str, Tensor]:

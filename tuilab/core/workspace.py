@@ -28,7 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 import tomli_w
 
-from tuilab.core.catalog import CATALOG, get_block
+from tuilab.core.catalog import CATALOG, get_block, similar_blocks
 from tuilab.core.edits import check_input_shape
 from tuilab.core.errors import ArgumentError, EditError, SpecFileError
 from tuilab.core.paths import presets_dir
@@ -131,7 +131,7 @@ def _node_from_data(data: Any, where: str, path: str, depth: int, counter: list[
     name = _string(data, "name", where, default="" if depth == 0 else None)
     block = _string(data, "block", where, default=None)
     if block not in CATALOG:
-        close = difflib.get_close_matches(block, CATALOG, n=3)
+        close = similar_blocks(block)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SpecFileError(
             f"unknown block {block!r}{hint}; blocks come from tuilab's palette only",
@@ -298,7 +298,32 @@ def _plain_table(data: Mapping[str, Any], key: str, source: str) -> dict[str, An
     return dict(value)
 
 
+# What the known fields of a [[runs]] entry must hold (other fields are kept as they are).
+_RUN_LISTS = ("steps", "losses", "val_steps", "val_losses", "val_accuracy")
+_RUN_TEXT = ("name", "status", "error")
+_RUN_STATUS = ("running", "finished", "stopped", "failed")
+
+
 def _check_run(run: Mapping[str, Any], where: str) -> dict[str, Any]:
+    for key in _RUN_LISTS:
+        if key in run and not isinstance(run[key], list):
+            raise SpecFileError("must be a list of numbers", where=f"{where}.{key}")
+    for key in _RUN_TEXT:
+        if key in run and not isinstance(run[key], str):
+            raise SpecFileError(f"must be text, got {type(run[key]).__name__}",
+                                where=f"{where}.{key}")
+    if "status" in run and run["status"] not in _RUN_STATUS:
+        raise SpecFileError(f"must be one of {', '.join(_RUN_STATUS)}", where=f"{where}.status")
+    if "config" in run and not isinstance(run["config"], Mapping):
+        raise SpecFileError("must be a table of training settings", where=f"{where}.config")
+    rate = run.get("steps_per_s", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise SpecFileError("must be a number", where=f"{where}.steps_per_s")
+    for first, second in (("steps", "losses"), ("val_steps", "val_losses")):
+        if len(run.get(first, ())) != len(run.get(second, ())):
+            raise SpecFileError(f"{first} and {second} must have the same length "
+                                f"({len(run.get(first, ()))} and {len(run.get(second, ()))})",
+                                where=f"{where}.{second}")
     out: dict[str, Any] = {}
     for key, value in run.items():
         if isinstance(value, list):
@@ -365,22 +390,55 @@ def save_workspace(workspace: Workspace, path: str | Path) -> Path:
     return path
 
 
+def _new_file_mode() -> int:
+    """What `open(path, "w")` would give a new file: 0o666 less the process umask."""
+    try:  # Linux says it without changing it (os.umask is process-wide, not thread-safe)
+        with open("/proc/self/status", encoding="ascii") as status:
+            line = next(x for x in status if x.startswith("Umask:"))
+        mask = int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise SpecFileError(f"folder {str(folder)!r} does not exist", where=str(path))
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise SpecFileError(f"folder {str(folder)!r} {what}", where=str(path))
     temp_name: str | None = None
     try:
+        try:  # keep the file's permissions (mkstemp makes it 0600, private to its owner)
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _new_file_mode()
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
         os.replace(temp_name, path)
         temp_name = None
+        _sync_folder(folder)
     except OSError as error:
         raise SpecFileError(f"could not save: {error.strerror or error}", where=str(path)) from None
     finally:
         if temp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush the rename itself to disk (a power cut could otherwise undo it); best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
