@@ -237,8 +237,6 @@ def _finished_run():
                      losses=[3.0, 2.0, 1.0], status="finished")
 
 
-@pytest.mark.xfail(strict=True, reason="the app autosaves only when a run ends, not after its "
-                   "metrics batches: a kill mid-run loses the run (report for the app owner)")
 async def test_the_app_autosaves_a_run_while_it_goes(_private_data_dir: Path) -> None:
     from tuilab.app.app import AUTOSAVE_DELAY, make_app
     from tuilab.app.screens.train_settings import TrainSettingsScreen

@@ -487,10 +487,11 @@ class TuilabApp(App[int]):
                 self.builder.select_path(select)
             if reshape:
                 self._request_summary()
-            self._schedule_autosave()
         except Exception as error:  # the lab changed; only the drawing failed
             self.notify(f"display: {type(error).__name__}: {error}", severity="error",
                         markup=False)
+        finally:
+            self._schedule_autosave()
 
     def _error(self, error: BaseException) -> None:
         text = str(error) if isinstance(error, TuilabError) else (
@@ -1129,9 +1130,16 @@ class TuilabApp(App[int]):
 
     # --- autosave and quitting ------------------------------------------------------------
     def _schedule_autosave(self) -> None:
-        if self._autosave_timer is not None:
-            self._autosave_timer.stop()
-        self._autosave_timer = self.set_timer(AUTOSAVE_DELAY, self._autosave, name="autosave")
+        """Save within AUTOSAVE_DELAY of a change. A pending save is kept, not restarted: it
+        writes the state as it is when it fires, and a run's batches (every ~0.2 s) would
+        otherwise push it back for ever."""
+        if self._autosave_timer is None:
+            self._autosave_timer = self.set_timer(AUTOSAVE_DELAY, self._autosave,
+                                                  name="autosave")
+
+    def on_run_panel_metrics(self, message: object) -> None:
+        """A running training run is part of the work: keep its loss history safe too."""
+        self._schedule_autosave()
 
     def _autosave(self) -> None:
         self._autosave_timer = None

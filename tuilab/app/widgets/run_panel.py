@@ -839,8 +839,7 @@ class RunPanel(Widget, can_focus=True):
         Each repaint holds the GIL the training thread needs, so the bar and the line follow
         the "latest value replaces stale ones" rule (toolong) instead of repainting per batch.
         """
-        message.stop()
-        self.last_batch = message.batch
+        self.last_batch = message.batch  # the message bubbles on: the app autosaves the run
         self.query_one(LossPlot).request_replot()
         if message.batch.done:
             self._show_progress()
