@@ -94,7 +94,7 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("train-not-toml", ["train", "{tmp}/bad.toml"], (r"bad\.toml: not valid TOML",)),
 ]
 
-# `tuilab SPEC` checks SPEC before the app starts; it says "tuilab: …" rather than "error: …"
+# `tuilab SPEC` checks SPEC before the app starts, with the same "error: …" line
 LAUNCH_CASES: list[tuple[str, list[str], str]] = [
     ("launch-not-toml", ["{tmp}/bad.toml"], r"bad\.toml: not valid TOML"),
     ("launch-block-os-system", ["{tmp}/os_system.toml"], r"unknown block 'os\.system'"),

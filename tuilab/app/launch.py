@@ -34,10 +34,10 @@ def launch(spec_arg: str, *, input_shape: str | None = None) -> int:
             if spec_arg.endswith(".toml"):
                 workspace_path = Path(spec_arg)
     except TuilabError as error:
-        print(f"tuilab: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"tuilab: {spec_arg}: {error.strerror or error}", file=sys.stderr)
+        print(f"error: {spec_arg}: {error.strerror or error}", file=sys.stderr)
         return 2
 
     from tuilab.app.app import make_app
