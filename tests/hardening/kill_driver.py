@@ -60,9 +60,21 @@ def train() -> None:
 
 
 def save(first: int) -> None:
+    import os
+    import time
+
     from tuilab.core.autosave import autosave
     from tuilab.core.workspace import Workspace, load_preset
 
+    real_fsync = os.fsync
+
+    def slow_disk_fsync(fd: int) -> None:
+        """A slow disk: the temp file sits written but not yet renamed for a while, so the
+        test's kills land inside writes often, not by luck."""
+        time.sleep(0.05)
+        real_fsync(fd)
+
+    os.fsync = slow_disk_fsync
     spec = load_preset("lenet")
     version = first
     while True:

@@ -1,0 +1,308 @@
+"""Edit latency: from a key press to a frame showing the change in the inspector.
+
+What is timed, and why it is not simply ``press`` + ``pause``: Textual's Pilot waits for the
+app to go idle by sleeping in steps of 20 ms (``wait_for_idle``), so a press followed by a
+pause can never take less than ~60 ms, whatever the app does. The clock here is the app's
+own: the key event goes in at t0 (through ``pilot.press``, so bindings, actions, dialogs
+and messages all run as they do for a user), the inspector's ``apply`` is wrapped to note
+when it returns, and ``App._display`` is wrapped to note the first frame composed after
+that, serialised to terminal bytes as a real terminal would need. The latency is that frame's
+time minus t0. The Pilot's pauses then only *wait* (outside the timed span) until the
+inspector shows the change, which is checked on the widgets themselves.
+
+Each edit is measured side by side with the naive way: the same key, the same edit, but the
+inspector rebuilt from the whole snapshot (``Inspector.load``) instead of applying the diff.
+The engine alone (``Lab.edit`` and friends, up to the ``LabUpdate``) is timed for reference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuilab.bench.harness import Comparison, alternate_async, median
+
+if TYPE_CHECKING:
+    from tuilab.core.lab import Lab
+
+EDIT_PRESETS = ("mlp", "transformer", "gpt2_xl")
+EDITS = ("add a block", "change an argument", "train/eval", "dtype")
+GOAL_MS = 50.0
+APP_SIZE = (160, 48)
+ADDED_BLOCK = "Dropout"
+
+
+def last_linear(lab: Lab) -> str:
+    """The path of the last top-level Linear (the head): the argument edit toggles its bias."""
+    for child in reversed(lab.spec.root.children):
+        if child.block == "Linear" and child.ref is None:
+            return child.name
+    raise ValueError(f"{lab.name} has no top-level Linear to edit")
+
+
+# --- the engine alone ------------------------------------------------------------------------
+def engine_steps(lab: Lab, edit: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """(do, undo) for one edit kind, straight on the lab: what the app's handlers call."""
+    if edit == "add a block":
+        return (lambda: lab.edit("add", ADDED_BLOCK)), (lambda: lab.edit("undo"))
+    if edit == "change an argument":
+        path = last_linear(lab)
+
+        def toggle() -> Any:
+            bias = bool(_node(lab, path).args.get("bias", True))
+            return lab.edit("set_args", path, {"bias": not bias})
+
+        return toggle, (lambda: lab.edit("undo"))
+    if edit == "train/eval":
+        return (lambda: lab.set_training(False)), (lambda: lab.set_training(True))
+    if edit == "dtype":
+        return (lambda: lab.set_dtype("bfloat16")), (lambda: lab.set_dtype("float32"))
+    raise ValueError(f"unknown edit {edit!r}")
+
+
+def _node(lab: Lab, path: str) -> Any:
+    from tuilab.core.spec import find
+
+    return find(lab.spec.root, path)
+
+
+def engine_ms(lab: Lab, edit: str, rounds: int) -> list[float]:
+    """Milliseconds of each do and each undo (both are edits of this kind), after a warm-up."""
+    do, undo = engine_steps(lab, edit)
+    do()
+    undo()
+    samples: list[float] = []
+    for _ in range(rounds):
+        for step in (do, undo):
+            start = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+# --- the app ------------------------------------------------------------------------------------
+class FrameClock:
+    """Notes when the inspector finished an update and when the next frame was composed.
+
+    Installed on one app: wraps ``inspector.apply`` (optionally replacing it by a full
+    ``inspector.load``, the naive way) and ``app._display``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        from textual._compositor import CompositorUpdate
+
+        self.app = app
+        self.inspector = app.inspector
+        self.naive = False
+        self.applied_at: float | None = None
+        self.frame_at: float | None = None
+        self._armed = False
+        real_apply = self.inspector.apply
+        real_display = app._display
+
+        def apply(update: Any, lab: Any = None) -> None:
+            if self.naive:
+                self.inspector.load(lab or app.lab)
+            else:
+                real_apply(update, lab)
+            if self._armed and self.applied_at is None:
+                self.applied_at = time.perf_counter()
+
+        def display(screen: Any, renderable: Any) -> None:
+            real_display(screen, renderable)
+            if isinstance(renderable, CompositorUpdate):
+                renderable.render_segments(app.console)  # what a terminal would be sent
+            if self.applied_at is not None and self.frame_at is None:
+                self.frame_at = time.perf_counter()
+
+        self.inspector.apply = apply
+        app._display = display
+
+    def arm(self) -> float:
+        self.applied_at = self.frame_at = None
+        self._armed = True
+        return time.perf_counter()
+
+    def disarm(self) -> None:
+        self._armed = False
+
+
+@dataclass
+class AppEdit:
+    """One edit through the app: untimed set-up, the timed keys, the check, the revert."""
+
+    prepare: Callable[[], Awaitable[None]]
+    keys: tuple[str, ...]
+    shown: Callable[[], bool]
+    revert: Callable[[], Awaitable[None]]
+
+
+def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
+    """How a user makes `edit` with keys, and how the inspector shows that it happened."""
+    lab = app.lab
+    inspector = app.inspector
+    builder = app.builder
+
+    async def select(path: str) -> None:
+        builder.focus()
+        builder.select_path(path)
+        await pilot.pause()
+
+    async def undo() -> None:
+        builder.focus()
+        await pilot.press("ctrl+z")
+
+    if edit == "add a block":
+        leaf = last_linear(lab)
+        before: set[str] = set()
+
+        async def prepare_add() -> None:
+            await select(leaf)
+            app.palette.select_block(ADDED_BLOCK)
+            builder.focus()
+            await pilot.pause()
+            before.clear()
+            before.update(inspector.modules_tree.handles)
+
+        def added() -> bool:
+            new = set(inspector.modules_tree.handles) - before
+            return any(lab.snapshot.modules[p].cls == ADDED_BLOCK for p in new
+                       if p in lab.snapshot.modules)
+
+        return AppEdit(prepare_add, ("a",), added, undo)
+
+    if edit == "change an argument":
+        leaf = last_linear(lab)
+        wanted: dict[str, bool] = {}
+
+        async def prepare_arg() -> None:
+            await select(leaf)
+            await pilot.press("e")
+            await pilot.pause()
+            bias = bool(_node(lab, leaf).args.get("bias", True))
+            wanted["bias"] = not bias
+            field = app.screen.query_one("#arg-bias")
+            field.value = "true" if wanted["bias"] else "false"
+            await pilot.pause()
+
+        def changed() -> bool:
+            key = f"{leaf}.bias"
+            in_table = _has_row(inspector.params_table, key)
+            return in_table == wanted["bias"] and (key in lab.snapshot.parameters) == in_table
+
+        return AppEdit(prepare_arg, ("enter",), changed, undo)
+
+    if edit == "train/eval":
+        async def prepare_mode() -> None:
+            builder.focus()
+            await pilot.pause()
+
+        def flipped() -> bool:
+            row = inspector.modules_tree.rows.get("")
+            return row is not None and row.training is False and not lab.training
+
+        async def back() -> None:
+            builder.focus()
+            await pilot.press("T")
+
+        return AppEdit(prepare_mode, ("T",), flipped, back)
+
+    if edit == "dtype":
+        async def choose(name: str) -> None:
+            builder.focus()
+            await pilot.press("P")
+            await pilot.pause()
+            options = app.screen.query_one("OptionList")
+            options.highlighted = options.get_option_index(name)
+            await pilot.pause()
+
+        def cast() -> bool:
+            keys = list(lab.snapshot.parameters)
+            return (lab.dtype_name == "bfloat16" and bool(keys)
+                    and inspector.row_text("parameters", keys[0])[2] == "bfloat16")
+
+        async def back_to_float32() -> None:
+            await choose("float32")
+            await pilot.press("enter")
+
+        return AppEdit(lambda: choose("bfloat16"), ("enter",), cast, back_to_float32)
+
+    raise ValueError(f"unknown edit {edit!r}")
+
+
+def _has_row(table: Any, key: str) -> bool:
+    try:
+        table.get_row(key)
+    except Exception:
+        return False
+    return True
+
+
+async def _settle(app: Any, pilot: Any) -> None:
+    """Wait out the background work an edit starts (the shape summary) before the next one."""
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def measure_app_edit(clock: FrameClock, app: Any, pilot: Any, edit: AppEdit, *,
+                           naive: bool, timeout: float = 60.0) -> float:
+    """One edit through the keys: milliseconds from the key to the frame that shows it."""
+    await edit.prepare()
+    clock.naive = naive
+    start = clock.arm()
+    await pilot.press(*edit.keys)
+    deadline = time.perf_counter() + timeout
+    while clock.frame_at is None or not edit.shown():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the inspector did not show the edit in time")
+        await pilot.pause()
+    clock.disarm()
+    elapsed = (clock.frame_at - start) * 1000
+    clock.naive = False
+    await _settle(app, pilot)
+    await edit.revert()
+    await _settle(app, pilot)
+    return elapsed
+
+
+async def compare_edits(preset: str, *, rounds: int, warmup: int = 1,
+                        edits: tuple[str, ...] = EDITS) -> list[dict[str, Any]]:
+    """Every edit on `preset`: app latency with the diff vs a full rebuild, and the engine."""
+    from tuilab.app.app import make_app
+    from tuilab.core.lab import Lab
+    from tuilab.core.workspace import load_preset
+
+    rows: list[dict[str, Any]] = []
+    engine_lab = Lab(load_preset(preset))
+    engine = {edit: engine_ms(engine_lab, edit, max(rounds, 3)) for edit in edits}
+    del engine_lab
+
+    lab = Lab(load_preset(preset))
+    app = make_app(lab=lab)
+    async with app.run_test(size=APP_SIZE) as pilot:
+        await _settle(app, pilot)
+        clock = FrameClock(app)
+        for edit in edits:
+            steps = app_edit(edit, app, pilot)
+            comparison = Comparison(
+                name=f"{edit} · {preset}", a_label="inspector diff (tuilab)",
+                b_label="full inspector rebuild", unit="ms", higher_is_better=False)
+
+            async def ours(steps: AppEdit = steps) -> float:
+                return await measure_app_edit(clock, app, pilot, steps, naive=False)
+
+            async def naive(steps: AppEdit = steps) -> float:
+                return await measure_app_edit(clock, app, pilot, steps, naive=True)
+
+            await alternate_async(ours, naive, rounds=rounds, warmup=warmup,
+                                  comparison=comparison)
+            snapshot = lab.snapshot
+            comparison.note = (f"{len(snapshot.modules)} modules, "
+                               f"{len(snapshot.parameters)} parameters in the inspector")
+            ours_ms = median(comparison.a)
+            rows.append({**comparison.to_json(), "preset": preset, "edit": edit,
+                         "engine_ms": median(engine[edit]), "engine_samples": engine[edit],
+                         "goal_ms": GOAL_MS, "met": ours_ms < GOAL_MS})
+    return rows
