@@ -9,6 +9,7 @@ alone: a workspace file names a block by its palette name and can never reach an
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -139,7 +140,10 @@ class BlockDef:
         A keyword is left out only where it equals the *class's* own default, so the line
         builds exactly this module even where the palette's default differs from PyTorch's.
         """
-        class_defaults = _class_defaults(self.target)
+        # Before PyTorch has loaded (the app's first frame) the palette's defaults stand in;
+        # the builder relabels once the model is built.
+        class_defaults = (_class_defaults(self.target) if "torch" in sys.modules
+                          else self.defaults())
         parts = []
         for index, arg in enumerate(self.args):
             value = args.get(arg.name, arg.default)
