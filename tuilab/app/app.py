@@ -451,8 +451,8 @@ class TuilabApp(App[int]):
                         "off (it was not built from the palette)", severity="information",
                         markup=False, timeout=8)
         # A big model's objects make every full garbage collection slow (160-240 ms on
-        # gpt2_xl, a visible hitch after an edit); move what exists now out of its reach.
-        gc.collect()
+        # gpt2_xl, a visible hitch after an edit); move what exists now out of its reach
+        # (freeze alone: a collection first would cost the start-up as much again).
         gc.freeze()
 
     def _mount_run_panel(self, lab: Lab, previous: Lab | None) -> None:
