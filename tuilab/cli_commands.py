@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from tuilab.core.units import size_text
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -119,7 +121,7 @@ def print_summary(console: Console, summary: Summary) -> None:
         f"total params:     {summary.total_params:,}"
         + (" (shared layers counted once)" if shared else ""),
         f"trainable params: {summary.trainable_params:,}",
-        f"param memory:     {_bytes(summary.param_bytes)}",
+        f"param memory:     {size_text(summary.param_bytes, digits=2)}",
         f"MACs:             {_human(summary.total_macs)} ({summary.total_macs:,})",
         f"output shape:     {_shape(summary.output_shape)}",
         "shapes found on:  "
@@ -149,15 +151,6 @@ def _human(count: int) -> str:
             return f"{int(value)}" if not unit else f"{value:.2f} {unit}"
         value /= 1000
     return str(count)  # pragma: no cover - the loop always returns
-
-
-def _bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
-    return f"{count} B"  # pragma: no cover
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -343,8 +343,15 @@ def _finish(
     gen: torch.Generator,
 ) -> TaskData:
     train, val = _split(x.shape[0], opts.val_fraction, gen, y if stratify else None)
+    return _split_task(opts.name, kind, x, y, train, val, loss=loss, num_classes=num_classes,
+                       description=description)
+
+
+def _split_task(name: str, kind: str, x: Tensor, y: Tensor, train: Tensor, val: Tensor, *,
+                loss: str, num_classes: int | None, description: str) -> TaskData:
+    """The task with its samples cut into the train and validation index sets."""
     return TaskData(
-        name=opts.name,
+        name=name,
         kind=kind,
         x_train=x[train].contiguous(),
         y_train=y[train].contiguous(),
@@ -1055,18 +1062,8 @@ def _user_task(
         "tokens": f"next-token prediction over {num_classes} token ids",
         "regression": f"regression of {tuple(y.shape[1:])} targets",
     }[kind]
-    return TaskData(
-        name=path.name,
-        kind=kind,
-        x_train=x[train].contiguous(),
-        y_train=y[train].contiguous(),
-        x_val=x[val].contiguous(),
-        y_val=y[val].contiguous(),
-        loss=loss,
-        num_classes=num_classes,
-        input_shape=tuple(x.shape[1:]),
-        description=f"{path.name}: {n} samples of {features} features, {what}.",
-    )
+    return _split_task(path.name, kind, x, y, train, val, loss=loss, num_classes=num_classes,
+                       description=f"{path.name}: {n} samples of {features} features, {what}.")
 
 
 def _shape_dtype(t: Tensor) -> str:

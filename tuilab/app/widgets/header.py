@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tuilab.app.widgets.inspector import size_text
+from tuilab.core.units import size_text
 
 if TYPE_CHECKING:
     from tuilab.core.lab import Lab

@@ -53,15 +53,6 @@ def shape_text(shape: Iterable[int]) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def size_text(nbytes: int) -> str:
-    value = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
 def stats_text(stats: Any) -> str:
     """One line for a TensorStats (duck-typed: numel, mean, std, min, max)."""
     if stats is None:
