@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,51 +53,11 @@ async def test_a_40_by_12_terminal_draws_and_takes_keys_without_a_crash() -> Non
 # quitting during a run ends the process (the installed command, in a pseudo-terminal)
 
 
-def _tuilab() -> str:
-    found = shutil.which("tuilab", path=str(Path(sys.executable).parent)) or shutil.which(
-        "tuilab")
-    assert found, "the tuilab console script is not installed (pip install -e .)"
-    return found
-
-
-class Terminal:
-    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 40,
-                 cols: int = 120) -> None:
-        self.screen = pyte.Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(rows, cols),
-                                   timeout=5)
-
-    def text(self) -> str:
-        return "\n".join(self.screen.display)
-
-    def pump(self, seconds: float = 0.1) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                self.stream.feed(self.child.read_nonblocking(size=65536, timeout=0.05))
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                return
-
-    def wait_for(self, predicate, timeout: float = 60.0) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            self.pump(0.1)
-            if predicate(self.text()):
-                return self.text()
-            if not self.child.isalive():
-                break
-        raise AssertionError(f"timed out; the screen shows:\n{self.text()}")
-
-
-def test_quitting_during_a_run_stops_it_and_the_process_exits(tmp_path: Path) -> None:
+def test_quitting_during_a_run_stops_it_and_the_process_exits(tmp_path: Path,
+                                                             terminal_factory) -> None:
     data = tmp_path / "data"
-    env = {**os.environ, "TERM": "xterm-256color", "TUILAB_DATA_DIR": str(data),
-           "COLUMNS": "120", "LINES": "40"}
-    env.pop("TEXTUAL", None)
-    terminal = Terminal([_tuilab(), "mlp"], env)
+    env = {**os.environ, "TUILAB_DATA_DIR": str(data)}
+    terminal = terminal_factory(["mlp"], env)
     try:
         terminal.wait_for(lambda s: "→ (2, 10)" in s)  # loaded, shapes shown
         terminal.child.send("t")
