@@ -113,6 +113,16 @@ class SpecEditor:
         self._spec = following
         return EditResult(f"redo: {description}", f"# redo: {description}", None, following)
 
+    def checkpoint(self) -> tuple[ModelSpec, tuple, tuple]:
+        """The spec and both histories, for `rollback` when a later step refuses the edit."""
+        return self._spec, tuple(self._undo), tuple(self._redo)
+
+    def rollback(self, checkpoint: tuple[ModelSpec, tuple, tuple]) -> None:
+        """Back to exactly `checkpoint`: whatever edit came since (undo and redo included)
+        never happened."""
+        spec, undo, redo = checkpoint
+        self._spec, self._undo, self._redo = spec, list(undo), list(redo)
+
     def reset(self, spec: ModelSpec, description: str = "load model") -> EditResult:
         """Replace the whole spec (a loaded preset or file) as one undoable step."""
         return self._commit(spec, description, f"# {description}", "")

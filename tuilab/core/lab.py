@@ -274,7 +274,8 @@ class Lab:
         new = snapshot(self.model)
         change = diff(self.snapshot, new)
         self.snapshot = new
-        self.code_log.append(code)
+        if code:
+            self.code_log.append(code)
         self.dirty = self.dirty or dirty
         return LabUpdate(description, code, change, new, path)
 
@@ -287,18 +288,17 @@ class Lab:
         method = getattr(editor, action, None)
         if action.startswith("_") or not callable(method):
             raise EditError(f"unknown edit {action!r}")
+        before = editor.checkpoint()
         result: EditResult = method(*args, **kwargs)
         try:
             self._check_fits(result.spec)
         except ModeError:
-            editor.undo()
-            editor._redo.pop()
+            editor.rollback(before)
             raise
         try:
             self.model = self.builder.build(result.spec)
         except Exception as error:
-            editor.undo()
-            editor._redo.pop()
+            editor.rollback(before)
             self.model = self.builder.build(editor.spec)
             raise EditError(f"the model could not be built after this edit: {error}",
                             where=result.path or "") from None
@@ -329,19 +329,6 @@ class Lab:
             self.spec  # raises the explanation  # noqa: B018
         assert self.editor is not None
         return self.editor
-
-    def load_spec(self, spec: ModelSpec, description: str) -> LabUpdate:
-        """Replace the model (a preset or file), undoable as one step."""
-        self._check_idle()
-        editor = self._editor()
-        editor.reset(spec, description)
-        self.too_large_bytes = 0
-        previous_device = self.device
-        self._choose_device_for_size()
-        if self.device != previous_device or self.builder is None:
-            self.builder = Builder(device=self.device, training=self.training)
-        self.model = self.builder.build(spec)
-        return self._refresh(description, f"net = build_model()  # {spec.name}", "")
 
     def set_training(self, training: bool) -> LabUpdate:
         self._check_idle()
@@ -541,7 +528,7 @@ class Lab:
             self.busy_reason = ""
             if run.status == "running":
                 run.status = "finished"
-            self.snapshot_after_run()
+            self.dirty = True  # the run's history is part of the workspace
 
     @staticmethod
     def _record(run: RunRecord, batch: MetricsBatch) -> None:
@@ -556,16 +543,9 @@ class Lab:
         elif batch.done:
             run.status = "stopped" if batch.stopped else "finished"
 
-    def snapshot_after_run(self) -> None:
-        """Mark the workspace changed; the app refreshes the inspector on the UI thread."""
-        self.dirty = True
-
     def refresh(self, description: str = "refresh", code: str = "") -> LabUpdate:
         """Re-snapshot after something ran (a training run, a hook) and return the diff."""
-        update = self._refresh(description, code or f"# {description}")
-        if not code:
-            self.code_log.pop()
-        return update
+        return self._refresh(description, code)
 
     # --- files ----------------------------------------------------------------------------
     def workspace(self) -> Workspace:
