@@ -12,7 +12,7 @@ from rich.text import Text
 
 from tuilab.app.app import TuilabApp, make_app
 from tuilab.app.launch import launch
-from tuilab.app.messages import LabChanged
+from tuilab.app.messages import LabChanged, LabReady, SummaryFailed, SummaryReady
 from tuilab.app.screens.dialogs import ConfirmScreen
 from tuilab.core.errors import SpecFileError
 from tuilab.core.usercode import describe, load_user_module
@@ -72,6 +72,25 @@ async def test_unknown_spec_is_a_message_not_a_crash() -> None:
         await pilot.press("a")  # no lab: the action is disabled, nothing raises
         await pilot.pause()
         assert app.is_running
+
+
+async def test_a_result_landing_at_quit_is_dropped_not_raised() -> None:
+    """A worker's result can arrive as the app shuts down, when its widgets are gone."""
+    app = lab_app("mlp")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        summary, version = app.summary, app._summary_version
+        app._on_summary_failed(SummaryFailed("boom", version))  # while running: shown
+        assert app.summary is None
+        assert "boom" in str(app.query_one("#builder-status").render())
+        app._on_summary(SummaryReady(summary, version))
+        assert app.summary is summary
+    assert not app.is_running
+    # after shutdown the same results find no builder to show them in: dropped quietly
+    app._on_summary_failed(SummaryFailed("late", version))
+    app._on_summary(SummaryReady(None, version))
+    app._on_lab_ready(LabReady(app.lab))
+    assert app.summary is summary
 
 
 def test_launch_rejects_bad_arguments_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

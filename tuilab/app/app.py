@@ -22,6 +22,7 @@ The App holds no PyTorch logic: it imports no torch and goes through the lab for
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -68,6 +69,22 @@ SUMMARY_DELAY = 0.15
 """Seconds after an edit before the shape summary starts (see `_request_summary`)."""
 AUTOSAVE_DELAY = 1.0
 """Seconds after the last change before the autosave copy is written (one write per burst)."""
+
+
+
+def while_running(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Drop a thread's result that lands while the app shuts down.
+
+    A worker (shapes, loading, a run) can post its result just as the user quits; by then
+    the main screen's widgets are being removed and showing the result would raise out of
+    the shutdown.
+    """
+    @functools.wraps(handler)
+    def guarded(app: App, message: Any) -> None:
+        if app.is_running:
+            handler(app, message)
+    return guarded
+
 
 # Actions that need a loaded lab and the main screen (not while a dialog is open).
 LAB_ACTIONS = frozenset({
@@ -404,10 +421,12 @@ class TuilabApp(App[int]):
         self.post_message(LabReady(lab))
 
     @on(LabReady)
+    @while_running
     def _on_lab_ready(self, message: LabReady) -> None:
         self._lab_ready(message.lab)
 
     @on(LabFailed)
+    @while_running
     def _on_lab_failed(self, message: LabFailed) -> None:
         self._load_failed(message.error)
 
@@ -593,6 +612,7 @@ class TuilabApp(App[int]):
         self.post_message(SummaryReady(summary, version))
 
     @on(SummaryReady)
+    @while_running
     def _on_summary(self, message: SummaryReady) -> None:
         if message.version != self._summary_version:
             return  # an older spec's shapes
@@ -602,6 +622,7 @@ class TuilabApp(App[int]):
         self._update_status()
 
     @on(SummaryFailed)
+    @while_running
     def _on_summary_failed(self, message: SummaryFailed) -> None:
         if message.version != self._summary_version:
             return
@@ -650,12 +671,14 @@ class TuilabApp(App[int]):
 
     # --- messages from the run side -------------------------------------------------------
     @on(LabChanged)
+    @while_running
     def _lab_changed(self, message: LabChanged) -> None:
         """A run (forward pass, training, init, hook) changed the model: show the diff."""
         message.stop()
         self._apply(message.update, log=False, reshape=False)
 
     @on(CodeLine)
+    @while_running
     def _code_line(self, message: CodeLine) -> None:
         message.stop()
         self.code_log.add(message.code)
