@@ -74,6 +74,23 @@ async def test_unknown_spec_is_a_message_not_a_crash() -> None:
         assert app.is_running
 
 
+@pytest.mark.parametrize("spec", ["mlp", "no_such_preset"])
+async def test_the_collector_is_back_on_once_loading_ends(spec: str) -> None:
+    """`launch` turns the garbage collector off for the start-up imports; loading, or failing
+    to load, must turn it back on or a long session would never collect a cycle."""
+    import gc
+
+    gc.disable()
+    try:
+        app = make_app(spec)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert (app.lab is not None) == (spec == "mlp")
+            assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 async def test_a_result_landing_at_quit_is_dropped_not_raised() -> None:
     """A worker's result can arrive as the app shuts down, when its widgets are gone."""
     app = lab_app("mlp")

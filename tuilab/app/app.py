@@ -431,6 +431,7 @@ class TuilabApp(App[int]):
         self._load_failed(message.error)
 
     def _load_failed(self, error: str) -> None:
+        gc.enable()  # nothing was loaded: collect as usual (see `_lab_ready`)
         if self.lab is None:
             self._set_status(f"could not load: {error}")
             self.query_one("#builder-status", Static).update(error)
@@ -471,8 +472,10 @@ class TuilabApp(App[int]):
                         markup=False, timeout=8)
         # A big model's objects make every full garbage collection slow (160-240 ms on
         # gpt2_xl, a visible hitch after an edit); move what exists now out of its reach
-        # (freeze alone: a collection first would cost the start-up as much again).
+        # (freeze alone: a collection first would cost the start-up as much again), and
+        # collect again from here on (`launch` turns the collector off while loading).
         gc.freeze()
+        gc.enable()
 
     def _mount_run_panel(self, lab: Lab, previous: Lab | None) -> None:
         pane = self.query_one("#run-tab", TabPane)
