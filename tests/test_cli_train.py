@@ -125,3 +125,11 @@ def test_through_the_command_line(capsys):
     code = main(["train", "mlp", "--steps", "5", "--json", "--seed", "1"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["steps"] == 5 and result["config"]["seed"] == 1
+
+
+def test_errors_go_to_stderr_and_keep_stdout_clean(capsys):
+    """As with `summary` and `export`: a script reading stdout never parses an error line."""
+    code = main(["train", "mlp", "--steps", "3", "--lr", "-1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith("error: ") and "lr" in captured.err

@@ -105,7 +105,7 @@ def _run_command(options: argparse.Namespace) -> int:
             optimizer=options.optimizer, lr=options.lr, batch_size=options.batch_size,
             device=options.device, dtype=options.dtype, seed=options.seed,
             load_weights=options.load_weights, save_weights=options.save_weights,
-            as_json=options.json,
+            as_json=options.json, err_console=errors,
         )
     from tuilab.bench.run import cmd_bench
 

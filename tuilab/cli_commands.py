@@ -33,9 +33,11 @@ EXIT_DOES_NOT_FIT = 1
 EXIT_BAD_INPUT = 2
 
 
-def _fail(console: Console, err_console: Console | None, message: str) -> int:
+def fail(console: Console, err_console: Console | None, message: str,
+         code: int = EXIT_BAD_INPUT) -> int:
+    """Print one error line (to ``err_console`` when given) and return the exit code."""
     (err_console or console).print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
-    return EXIT_BAD_INPUT
+    return code
 
 
 def _print_json(console: Console, data: Any) -> None:
@@ -57,7 +59,7 @@ def cmd_presets(console: Console, *, as_json: bool, err_console: Console | None 
     try:
         presets = list_presets()
     except (TuilabError, OSError) as error:
-        return _fail(console, err_console, str(error))
+        return fail(console, err_console, str(error))
     if as_json:
         _print_json(console, [{"name": p.name, "description": p.description} for p in presets])
         return EXIT_OK
@@ -82,7 +84,7 @@ def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_
         spec = _load(spec_arg)
         shape = check_input_shape(input_shape) if input_shape is not None else spec.input_shape
     except TuilabError as error:
-        return _fail(console, err_console, str(error))
+        return fail(console, err_console, str(error))
     from tuilab.core.shapes import summarize_spec  # PyTorch loads only for a valid request
 
     summary = summarize_spec(spec, shape)
@@ -166,17 +168,17 @@ def cmd_export(console: Console, spec_arg: str, *, output: str | None,
     try:
         spec = _load(spec_arg)
     except TuilabError as error:
-        return _fail(console, err_console, str(error))
+        return fail(console, err_console, str(error))
     source = export_source(spec)
     if output is None:
         console.out(source, highlight=False, end="")
         return EXIT_OK
     path = Path(output)
     if path.is_dir():
-        return _fail(console, err_console, f"{output}: is a folder; give a file name")
+        return fail(console, err_console, f"{output}: is a folder; give a file name")
     try:
         write_atomic(path, source)
     except TuilabError as error:
-        return _fail(console, err_console, str(error))
+        return fail(console, err_console, str(error))
     console.print(Text(f"wrote {path} ({spec.name}); run it with: python {path}"))
     return EXIT_OK

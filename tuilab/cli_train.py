@@ -23,13 +23,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from tuilab.cli_commands import fail
+
 # Bytes of training state per parameter: weights, gradients and Adam's two moments (float32).
 _BYTES_PER_PARAM = 16
-
-
-def _error(console: Console, message: str, code: int = 2) -> int:
-    console.print(Text(f"error: {message}", style="red"), soft_wrap=True)
-    return code
 
 
 def _memory_budget(device: str) -> int:
@@ -93,8 +90,11 @@ def _plot(console: Console, steps: list[int], losses: list[float], val_steps: li
 def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str | None,
               optimizer: str | None, lr: float | None, batch_size: int | None, device: str,
               dtype: str, seed: int, load_weights: str | None, save_weights: str | None,
-              as_json: bool) -> int:
-    """Train ``spec_arg`` on its task and report; returns the exit code (0, 1 or 2)."""
+              as_json: bool, err_console: Console | None = None) -> int:
+    """Train ``spec_arg`` on its task and report; returns the exit code (0, 1 or 2).
+
+    Errors go to ``err_console`` when given (the CLI passes stderr), as the other commands'.
+    """
     import torch
 
     from tuilab.core.build import build
@@ -110,11 +110,12 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     try:
         workspace = load_workspace_arg(spec_arg)
     except (TuilabError, OSError) as err:
-        return _error(console, str(err))
+        return fail(console, err_console, str(err))
     spec = workspace.spec
     task_name = task or str(workspace.training.get("task") or spec.task)
     if task_name not in TASKS:
-        return _error(console, f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)}")
+        return fail(console, err_console,
+                    f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)}")
     settings = _settings(task_name, workspace.training, {
         "steps": steps, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
         "device": device, "dtype": dtype, "seed": seed,
@@ -123,11 +124,11 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     try:
         config = check_config(TrainConfig(**settings))
     except TypeError as err:
-        return _error(console, f"bad training settings: {err}")
+        return fail(console, err_console, f"bad training settings: {err}")
     except (TuilabError, ValueError) as err:
-        return _error(console, str(err))
+        return fail(console, err_console, str(err))
     if save_weights and (problem := _check_save_path(save_weights)):
-        return _error(console, problem)
+        return fail(console, err_console, problem)
 
     # A model whose training state cannot fit is refused before a single byte is allocated.
     try:
@@ -135,11 +136,11 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         count = sum(p.numel() for p in meta.parameters())
         del meta
     except Exception as err:
-        return _error(console, f"{spec.name}: the model cannot be built: {err}")
+        return fail(console, err_console, f"{spec.name}: the model cannot be built: {err}")
     budget = _memory_budget(config.device)
     if count * _BYTES_PER_PARAM > budget:
-        return _error(
-            console,
+        return fail(
+            console, err_console,
             f"{spec.name} has {count / 1e6:,.0f} M parameters: training needs about "
             f"{count * _BYTES_PER_PARAM / 2**30:.1f} GiB, more than the "
             f"{budget / 2**30:.1f} GiB tuilab allows on {config.device}",
@@ -149,17 +150,17 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     try:
         model = build(spec)
     except Exception as err:
-        return _error(console, f"{spec.name}: the model cannot be built: {err}")
+        return fail(console, err_console, f"{spec.name}: the model cannot be built: {err}")
     if load_weights:
         try:
             load_weights_file(model, load_weights)
         except WeightsError as err:
-            return _error(console, str(err))
+            return fail(console, err_console, str(err))
     try:
         data = make_task(task_name, input_shape=tuple(spec.input_shape[1:]),
                          vocab_size=spec.vocab_size, model=model, seed=seed)
     except ValueError as err:
-        return _error(console, str(err))
+        return fail(console, err_console, str(err))
     if (task_name == "teacher" and data.y_train.dim() == 1 and batch_size is None
             and "batch_size" not in workspace.training and config.batch_size != 1):
         # The teacher's targets are one scalar per sample when the model reduces its whole
@@ -171,7 +172,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
             change_mode(model, device=config.device, dtype=cast)
         batches = train(model, data, config, stop=threading.Event())
     except (TuilabError, ValueError) as err:
-        return _error(console, str(err))
+        return fail(console, err_console, str(err))
 
     all_steps: list[int] = []
     losses: list[float] = []
@@ -230,7 +231,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
             save_weights_file(model, save_weights)
             saved = save_weights
         except WeightsError as err:
-            return _error(console, str(err))
+            return fail(console, err_console, str(err))
 
     error = last.error if last is not None else None
     steps_done = last.step if last is not None else len(losses)
@@ -276,8 +277,10 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     if saved:
         console.print(Text(f"weights saved to {saved}"))
     if error:
-        return _error(console, error + (f" [{last.error_path}]" if last and last.error_path
-                                        and last.error_path not in error else ""), code=1)
+        where = last.error_path if last else None
+        if where and where not in error:
+            error += f" [{where}]"
+        return fail(console, err_console, error, code=1)
     return 0
 
 

@@ -20,6 +20,7 @@ from app_helpers import (
 from rich.text import Text
 from torch import nn
 
+from tuilab.app.app import TuilabApp
 from tuilab.app.screens.dialogs import ChoiceScreen, TextPrompt, UnsavedScreen
 from tuilab.app.widgets.arg_form import ArgForm
 
@@ -464,6 +465,23 @@ async def test_help_screen_and_command_palette_list_the_actions() -> None:
                        "Train / eval mode", "Precision", "Save workspace", "Load preset"):
             assert any(t.startswith(wanted) for t in titles), wanted
         assert all(c.help for c in app.get_system_commands(app.screen))
+
+
+def test_the_key_table_binds_each_key_once_to_an_action_that_exists() -> None:
+    """The bindings, footer, help and palette all come from `KEY_GROUPS`: check the table."""
+    from tuilab.app.keys import KEY_GROUPS, app_bindings
+
+    bound: dict[str, str] = {}
+    for binding in app_bindings():
+        for key in binding.key.split(","):
+            assert key not in bound or bound[key] == binding.action, key
+            bound[key] = binding.action
+        assert callable(getattr(TuilabApp, f"action_{binding.action}", None)), binding.action
+    rows = [key for _, keys in KEY_GROUPS for key in keys]
+    assert all(key.bind for key in rows if key.footer)  # a footer label needs a binding
+    assert bound["delete"] == "remove" and bound["f1"] == "help" and bound["ctrl+q"] == "quit"
+    footer = [b.description for b in app_bindings() if b.show]
+    assert footer == ["Add", "Delete", "Edit", "Undo", "Train/eval", "Save", "Help", "Quit"]
 
 
 async def test_command_palette_runs_an_action() -> None:

@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
+from tuilab.app.keys import KEY_GROUPS, app_bindings
 from tuilab.app.messages import (
     CodeLine,
     LabChanged,
@@ -96,70 +97,6 @@ LAB_ACTIONS = frozenset({
 })
 FILE_ACTIONS = frozenset({"open_workspace", "load_preset"})
 
-# (keys shown, action, title, description): the help screen and the command palette.
-KEY_GROUPS: tuple[tuple[str, tuple[tuple[str, str, str, str], ...]], ...] = (
-    ("Build", (
-        ("a", "add_after", "Add block after", "add the palette's block after the selected node"),
-        ("enter / click", "", "", "on a palette block: add it after the selected node"),
-        ("A", "add_into", "Add block into", "add the palette's block into the selected container"),
-        ("i", "insert_before", "Insert block before",
-         "insert the palette's block before the selected node"),
-        ("K / shift+up", "move_up", "Move up", "move the selected node up among its siblings"),
-        ("J / shift+down", "move_down", "Move down", "move the selected node down"),
-        (">", "indent", "Move into container",
-         "move the selected node into the container just above it"),
-        ("<", "outdent", "Move out of container",
-         "move the selected node out of its container"),
-        ("d / delete", "remove", "Delete node", "remove the selected node"),
-        ("D", "duplicate", "Duplicate node", "a copy with its own new weights, after it"),
-        ("r", "rename", "Rename node", "rename the selected node (or the model, at the root)"),
-        ("e / enter", "edit_args", "Edit arguments", "edit the selected block's arguments"),
-        ("m", "mark", "Mark node", "mark the selected node, to share it with s"),
-        ("s", "share", "Share marked node",
-         "use the marked node's module again after the selection (tied weights)"),
-        ("z", "freeze", "Freeze / unfreeze", "toggle requires_grad of the selected node's "
-         "parameters"),
-        ("ctrl+z", "undo", "Undo", "undo the last edit"),
-        ("ctrl+y", "redo", "Redo", "redo the edit undone last"),
-        ("/", "focus_search", "Search palette", "type to filter the palette's blocks"),
-        ("ctrl+n", "set_input_shape", "Set input shape", "the input's shape, batch first"),
-    )),
-    ("Modes", (
-        ("T", "toggle_training", "Train / eval mode", "model.train() or model.eval()"),
-        ("c", "device", "Device", "move the model to cpu, cuda:N or mps"),
-        ("P", "precision", "Precision", "float32, float16, bfloat16 or float64"),
-    )),
-    ("Runs (run panel)", (
-        ("f", "run_forward", "Forward pass", "one forward pass on random input"),
-        ("b", "run_backward", "Backward pass", "loss.backward() on a batch of the task"),
-        ("g", "run_zero_grad", "zero_grad", "clear every parameter's .grad"),
-        ("I", "run_init", "Initialise", "re-initialise the selected node's weights"),
-        ("t", "run_train", "Train", "start a short training run in the background"),
-        ("p", "run_pause", "Pause / resume", "pause or resume the training run"),
-        ("x", "run_stop", "Stop run", "stop the training run"),
-        ("k", "run_add_hook", "Add hook",
-         "a forward, forward pre- or backward hook on the selected node"),
-        ("H", "run_remove_hooks", "Remove hooks", "remove every hook added from the lab"),
-        ("G", "run_grad_cam", "Grad-CAM", "heat map of a conv model's attention on a digit"),
-        ("B", "run_boundary", "Decision regions", "the classes over the plane, for 2-D tasks"),
-        ("L", "run_log_scale", "Log-scale loss", "switch the loss plot's y axis to log"),
-        ("M", "run_toggle_maximize", "Maximise run panel", "give the run panel the screen"),
-    )),
-    ("Files and views", (
-        ("ctrl+s", "save", "Save workspace", "save (asks for a name the first time)"),
-        ("S", "save_as", "Save workspace as", "save under a new name"),
-        ("ctrl+o", "open_workspace", "Open workspace", "open a saved workspace .toml"),
-        ("l", "load_preset", "Load preset", "open one of the preset models"),
-        ("y", "copy_last", "Copy last code line", "copy the code log's last line"),
-        ("Y", "copy_all", "Copy code log", "copy every line of the code log"),
-        ("E", "copy_export", "Copy exported source", "copy the model as standalone PyTorch"),
-        ("? / f1", "help", "Help", "this list of keys"),
-        ("ctrl+p", "command_palette", "Command palette", "search every action"),
-        ("q / ctrl+q", "quit", "Quit", "quit (asks when there are unsaved changes)"),
-    )),
-)
-
-
 class MainScreen(Screen[None]):
     """The lab's one full screen; dialogs are modal screens pushed above it.
 
@@ -182,54 +119,7 @@ class TuilabApp(App[int]):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "add_after", "Add"),
-        Binding("A", "add_into", "Add into", show=False),
-        Binding("i", "insert_before", "Insert", show=False),
-        Binding("K", "move_up", "Up", show=False),
-        Binding("J", "move_down", "Down", show=False),
-        Binding("greater_than_sign", "indent", "Into", show=False),
-        Binding("less_than_sign", "outdent", "Out of", show=False),
-        Binding("d", "remove", "Delete"),
-        Binding("delete", "remove", "Delete", show=False),
-        Binding("D", "duplicate", "Duplicate", show=False),
-        Binding("r", "rename", "Rename", show=False),
-        Binding("e", "edit_args", "Edit"),
-        Binding("m", "mark", "Mark", show=False),
-        Binding("s", "share", "Share", show=False),
-        Binding("z", "freeze", "Freeze", show=False),
-        Binding("ctrl+z", "undo", "Undo"),
-        Binding("ctrl+y", "redo", "Redo", show=False),
-        Binding("slash", "focus_search", "Search", show=False),
-        Binding("ctrl+n", "set_input_shape", "Input shape", show=False),
-        Binding("T", "toggle_training", "Train/eval"),
-        Binding("c", "device", "Device", show=False),
-        Binding("P", "precision", "Precision", show=False),
-        Binding("f", "run_forward", "Forward", show=False),
-        Binding("b", "run_backward", "Backward", show=False),
-        Binding("g", "run_zero_grad", "zero_grad", show=False),
-        Binding("I", "run_init", "Init", show=False),
-        Binding("t", "run_train", "Train", show=False),
-        Binding("p", "run_pause", "Pause", show=False),
-        Binding("x", "run_stop", "Stop", show=False),
-        Binding("k", "run_add_hook", "Hook", show=False),
-        Binding("H", "run_remove_hooks", "Remove hooks", show=False),
-        Binding("G", "run_grad_cam", "Grad-CAM", show=False),
-        Binding("B", "run_boundary", "Regions", show=False),
-        Binding("L", "run_log_scale", "Log scale", show=False),
-        Binding("M", "run_toggle_maximize", "Maximise runs", show=False),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("S", "save_as", "Save as", show=False),
-        Binding("ctrl+o", "open_workspace", "Open", show=False),
-        Binding("l", "load_preset", "Preset", show=False),
-        Binding("y", "copy_last", "Copy line", show=False),
-        Binding("Y", "copy_all", "Copy log", show=False),
-        Binding("E", "copy_export", "Copy source", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("f1", "help", "Help", show=False),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = app_bindings()
 
     def __init__(self, spec_arg: str | None = None, *, lab: Lab | None = None,
                  workspace: Workspace | None = None, workspace_path: Path | None = None,
@@ -1203,17 +1093,17 @@ class TuilabApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen([(title, [(keys, desc) for keys, _, _, desc in rows])
-                                     for title, rows in KEY_GROUPS]))
+        self.push_screen(HelpScreen([(group, [(key.keys, key.description) for key in keys])
+                                     for group, keys in KEY_GROUPS]))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for _, rows in KEY_GROUPS:
-            for keys, action, title, description in rows:
-                if action in ("", "command_palette", "quit", "help"):
+        for _, keys in KEY_GROUPS:
+            for key in keys:
+                if key.action in ("", "command_palette", "quit", "help"):
                     continue
-                yield SystemCommand(f"{title}  ({keys})", description,
-                                    _command(self, action))
+                yield SystemCommand(f"{key.title}  ({key.keys})", key.description,
+                                    _command(self, key.action))
         yield SystemCommand("Help  (?)", "every key, grouped", self.action_help)
 
 
