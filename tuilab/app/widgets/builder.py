@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
+from tuilab.app.widgets.tree_labels import set_labels
 from tuilab.core.spec import ModelSpec, Node, join
 
 if TYPE_CHECKING:
@@ -327,22 +328,27 @@ class BuilderTree(Tree[str]):
         self._shapes = shapes
         self._error_path = error_path
         self._error_message = error_message
-        for key in list(self._handles):
-            self._relabel(key)
+        set_labels(self, [change for key in list(self._handles)
+                          if (change := self._label_change(key)) is not None])
 
     @property
     def error(self) -> tuple[str | None, str]:
         return self._error_path, self._error_message
 
     def _relabel(self, key: str) -> None:
+        change = self._label_change(key)
+        if change is not None:
+            change[0].set_label(change[1])
+
+    def _label_change(self, key: str) -> tuple[TreeNode[str], Text] | None:
+        """The node and its new label, when its text changed (None: keep the drawn one)."""
         label = self._label(key)
         plain = label.plain + repr(label.spans)
         if self._labels.get(key) == plain:
-            return
+            return None
         self._labels[key] = plain
         handle = self._handles.get(key)
-        if handle is not None:
-            handle.set_label(label)
+        return None if handle is None else (handle, label)
 
     def _label(self, key: str) -> Text:
         path = self._paths.get(key, "")

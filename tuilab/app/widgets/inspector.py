@@ -30,6 +30,8 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane, Tree
 from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.tree import TreeNode
 
+from tuilab.app.widgets.tree_labels import set_labels
+
 if TYPE_CHECKING:
     from tuilab.core.introspect import ModuleRow, Snapshot, TensorRow
     from tuilab.core.lab import Lab, LabUpdate
@@ -221,13 +223,15 @@ class ModulesTree(Tree[str]):
                 continue
             self._add(path, rows[path], self._next_sibling(path), style)
             flash.append(path)
+        labels: list[tuple[TreeNode[str], Text]] = []
         for path in changed:
             handle = self.handles.get(path)
             if handle is None:
                 continue
-            handle.set_label(module_label(rows[path], style))
+            labels.append((handle, module_label(rows[path], style)))
             self._reorder(path, style)
             flash.append(path)
+        set_labels(self, labels)
         return flash
 
     def _next_sibling(self, path: str) -> TreeNode[str] | None:
@@ -279,11 +283,8 @@ class ModulesTree(Tree[str]):
             self.handles.pop(key, None)
 
     def unflash(self, paths: Iterable[str]) -> None:
-        for path in paths:
-            handle = self.handles.get(path)
-            row = self.rows.get(path)
-            if handle is not None and row is not None:
-                handle.set_label(module_label(row))
+        set_labels(self, [(self.handles[path], module_label(self.rows[path])) for path in paths
+                          if path in self.handles and path in self.rows])
 
 
 def _count(node: TreeNode[str]) -> int:
