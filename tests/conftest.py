@@ -2,6 +2,7 @@
 
 In CI (`CI` set, as `.ci/run` runs) hypothesis explores the same examples on every run, so a
 red build is reproducible and never a roll of the dice; locally it keeps exploring new ones.
+Every test gets a private data folder for the autosave, and is a session of its own.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The app autosaves after edits: keep that out of the user's real data folder, and let
+    go of the test's autosave locks after it (the next test is a new session)."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("TUILAB_DATA_DIR", str(folder))
+    yield folder
+    if "tuilab.core.autosave" in sys.modules:
+        sys.modules["tuilab.core.autosave"].end_session()
 
 
 class Terminal:

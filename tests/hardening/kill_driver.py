@@ -63,8 +63,12 @@ def save(first: int) -> None:
     import os
     import time
 
-    from tuilab.core.autosave import autosave
+    from tuilab.core.autosave import adopt, autosave, pending_restore
     from tuilab.core.workspace import Workspace, load_preset
+
+    leftover = pending_restore()  # the killed driver's copy: go on writing that file
+    if leftover is not None:
+        adopt(leftover.path)
 
     real_fsync = os.fsync
 

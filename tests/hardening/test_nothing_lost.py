@@ -23,7 +23,7 @@ from hardening_helpers import REPO, lab_of
 
 from tuilab.core import autosave
 from tuilab.core.lab import Lab
-from tuilab.core.workspace import load_workspace
+from tuilab.core.workspace import Workspace, load_workspace
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 KILLS = {"edit": 3, "train": 2, "save": 12}  # what the README's Reliability section counts
@@ -95,8 +95,9 @@ def test_killed_mid_edit_the_next_start_offers_every_autosaved_edit(
     finally:
         session.close()
     last = max(int(line.split()[1]) for line in seen if line.startswith("EDIT"))
-    restored = autosave.pending_restore()
-    assert restored is not None, "the killed session left nothing to restore"
+    leftover = autosave.pending_restore()
+    assert leftover is not None, "the killed session left nothing to restore"
+    restored = leftover.workspace
     names = [child.name for child in restored.spec.root.children]
     added = [n for n in names if n.startswith("e")]
     # every edit it reported as autosaved is there, in order (a later one may be too: it was
@@ -120,9 +121,9 @@ def test_killed_mid_run_the_next_start_offers_the_runs_with_their_losses(
     finally:
         session.close()
     counts = {line.split()[0]: int(line.split()[1]) for line in seen}
-    restored = autosave.pending_restore()
-    assert restored is not None
-    lab = Lab.from_workspace(restored)
+    leftover = autosave.pending_restore()
+    assert leftover is not None
+    lab = Lab.from_workspace(leftover.workspace)
     finished, stopped, cut = lab.runs
     assert (finished.status, stopped.status, cut.status) == ("finished", "stopped", "stopped")
     assert len(finished.losses) == counts["FINISHED"] == 30 and finished.val_losses
@@ -135,8 +136,9 @@ def test_killed_mid_run_the_next_start_offers_the_runs_with_their_losses(
 
 def test_a_save_killed_half_way_never_leaves_a_half_written_file(_private_data_dir: Path
                                                                  ) -> None:
+    """Each driver restores the copy the one before it left (as a user restoring does) and
+    goes on writing that one file, so every kill lands on a file that is being replaced."""
     rng = random.Random(6)
-    path = autosave.autosave_path()
     version = 0
     for _ in range(KILLS["save"]):
         session = Session("save", str(version), data_dir=_private_data_dir)
@@ -147,6 +149,7 @@ def test_a_save_killed_half_way_never_leaves_a_half_written_file(_private_data_d
         finally:
             session.close()
         saved = [int(line.split()[1]) for line in seen if line.startswith("SAVED")]
+        [path] = _private_data_dir.glob("autosave-*.toml")  # one file, carried on by each
         workspace = load_workspace(path)  # parses: it is a whole file, old or new
         got = workspace.training["version"]
         assert got in (saved[-1], saved[-1] + 1), (got, saved)
@@ -158,8 +161,10 @@ def test_a_save_killed_half_way_never_leaves_a_half_written_file(_private_data_d
     # a kill mid-write leaves its temp file; the next autosave clears the stale ones
     for stale in leftovers:
         os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    autosave.adopt(path)
     autosave.autosave(load_workspace(path))
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.with_suffix(".lock").name,
+                                                              path.name]
 
 
 def test_a_failed_autosave_keeps_the_previous_one_and_says_why(
@@ -179,7 +184,9 @@ def test_a_failed_autosave_keeps_the_previous_one_and_says_why(
     problem = lab.autosave()
     assert problem is not None and "No space left on device" in problem
     assert autosave.autosave_path().read_bytes() == before
-    assert [p.name for p in _private_data_dir.iterdir()] == ["autosave.toml"]
+    path = autosave.autosave_path()
+    assert sorted(p.name for p in _private_data_dir.iterdir()) == [
+        path.with_suffix(".lock").name, path.name]
     assert lab.dirty
 
 
@@ -206,10 +213,11 @@ async def test_the_app_autosaves_after_an_edit_and_offers_it_back_on_the_next_st
         await pilot.pause()
         assert [c.name for c in lab.spec.root.children] == ["0", "1"]
         deadline = time.monotonic() + AUTOSAVE_DELAY + 10
-        while autosave.pending_restore() is None and time.monotonic() < deadline:
+        while _own_copy() is None and time.monotonic() < deadline:
             await pilot.pause(0.1)
-        restored = autosave.pending_restore()
+        restored = _own_copy()
         assert restored is not None, "the app did not autosave after the edit"
+        assert autosave.pending_restore() is None  # a session still open offers nothing
         assert [c.block for c in restored.spec.root.children] == ["Linear", "Linear"]
         assert restored.runs and restored.runs[0]["losses"] == [3.0, 2.0, 1.0]
     # the app did not quit cleanly (no q), as after a kill: the next start offers it back
@@ -228,6 +236,12 @@ async def test_the_app_autosaves_after_an_edit_and_offers_it_back_on_the_next_st
         assert app.lab.runs[0].losses == [3.0, 2.0, 1.0] and app.lab.runs[0].status == "finished"
         assert app.lab.dirty  # restored work is unsaved work
         assert isinstance(app.builder, Tree)
+
+
+def _own_copy() -> Workspace | None:
+    """This session's autosave as it is on disk now (None before the first write)."""
+    path = autosave.autosave_path()
+    return load_workspace(path) if path.exists() else None
 
 
 def _finished_run():
@@ -259,7 +273,7 @@ async def test_the_app_autosaves_a_run_while_it_goes(_private_data_dir: Path) ->
         deadline = time.monotonic() + AUTOSAVE_DELAY + 1.5
         found = None
         while time.monotonic() < deadline:
-            found = autosave.pending_restore()
+            found = _own_copy()
             if found is not None and found.runs and found.runs[-1].get("losses"):
                 break
             await pilot.pause(0.2)

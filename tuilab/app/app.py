@@ -225,35 +225,41 @@ class TuilabApp(App[int]):
         self._load_worker(spec_arg, self._workspace, self._workspace_path, False)
 
     def _maybe_restore(self) -> None:
-        """A session that ended abruptly left its work behind: offer it back."""
-        try:
-            from tuilab.core.autosave import autosave_path, pending_restore
+        """A session that ended abruptly left its work behind: offer it back (declining one
+        offers the next, if several sessions were lost)."""
+        from tuilab.core import autosave
 
-            restored = pending_restore()
+        try:
+            leftover = autosave.pending_restore()
         except Exception:
-            restored = None
-        if restored is None:
+            leftover = None
+        if leftover is None:
             self._start_loading()
             return
 
         def answer(yes: bool | None) -> None:
-            if yes:
-                self._workspace = restored
-                self._workspace_path = None
-                self.builder.show_spec(restored.spec)
-                self._set_status("loading PyTorch…")
-                self._load_worker("autosave", restored, None, True)
-            else:
-                with contextlib.suppress(Exception):
-                    from tuilab.core.autosave import discard
-
-                    discard()
+            if not yes:
+                with contextlib.suppress(OSError):
+                    autosave.discard(leftover.path)
+                self._maybe_restore()
+                return
+            try:
+                autosave.adopt(leftover.path)
+            except OSError:
+                self.notify("another tuilab restored that copy first; opening as usual",
+                            severity="warning", markup=False)
                 self._start_loading()
+                return
+            self._workspace = leftover.workspace
+            self._workspace_path = None
+            self.builder.show_spec(leftover.workspace.spec)
+            self._set_status("loading PyTorch…")
+            self._load_worker("autosave", leftover.workspace, None, True)
 
         self.push_screen(ConfirmScreen(
             "Restore unsaved work?",
-            f"The last tuilab session ended without saving '{restored.spec.name}'. "
-            f"A copy was kept at {autosave_path()}. Restore it?",
+            f"A tuilab session ended without saving '{leftover.workspace.spec.name}'. "
+            f"A copy was kept at {leftover.path}. Restore it?",
             yes="Restore", no="Discard it"), answer)
 
     def _confirm_user_code(self, spec_arg: str) -> None:
@@ -1083,6 +1089,13 @@ class TuilabApp(App[int]):
 
                 discard()
         self.exit(0)
+
+    def on_unmount(self) -> None:
+        """Closed, cleanly or not: let go of the autosave's lock (its copy stays unless a clean
+        quit discarded it), so the next session can offer it back."""
+        from tuilab.core.autosave import end_session
+
+        end_session()
 
     async def action_quit(self) -> None:
         """Quit; unsaved changes ask first (save / discard / cancel)."""
