@@ -280,3 +280,14 @@ async def test_the_app_autosaves_a_run_while_it_goes(_private_data_dir: Path) ->
         await pilot.press("x")
         assert found is not None and found.runs and found.runs[-1].get("losses"), (
             "a run going for seconds is not in the autosave")
+
+
+def test_a_slow_autosave_spaces_out_the_next_one_within_a_bound() -> None:
+    """A copy holding many runs' histories takes tens of ms to write, holding the GIL a run
+    needs: the next write waits in proportion, but never past AUTOSAVE_MAX_DELAY."""
+    from tuilab.app.app import AUTOSAVE_BUDGET, AUTOSAVE_DELAY, AUTOSAVE_MAX_DELAY, autosave_delay
+
+    assert autosave_delay(0.0) == AUTOSAVE_DELAY  # an edit on a small workspace: 1 s
+    assert autosave_delay(0.02) == pytest.approx(0.02 / AUTOSAVE_BUDGET)  # 4 s at 0.5 %
+    assert autosave_delay(0.02) > AUTOSAVE_DELAY
+    assert autosave_delay(5.0) == AUTOSAVE_MAX_DELAY

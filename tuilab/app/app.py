@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,6 +71,16 @@ SUMMARY_DELAY = 0.15
 """Seconds after an edit before the shape summary starts (see `_request_summary`)."""
 AUTOSAVE_DELAY = 1.0
 """Seconds after the last change before the autosave copy is written (one write per burst)."""
+AUTOSAVE_BUDGET = 0.005
+"""At most this share of the time goes to autosaving: the copy holds every run's loss history
+(25 ms to write for a dozen runs), and the write holds the GIL a training run needs."""
+AUTOSAVE_MAX_DELAY = 10.0
+"""However long a write takes, the copy is never older than this."""
+
+
+def autosave_delay(last_cost: float) -> float:
+    """Seconds from a change to its autosave, given how long the last write took."""
+    return min(AUTOSAVE_MAX_DELAY, max(AUTOSAVE_DELAY, last_cost / AUTOSAVE_BUDGET))
 
 
 
@@ -135,6 +146,8 @@ class TuilabApp(App[int]):
         self._summary_version = 0
         self._quitting = False
         self._autosave_timer: Any = None
+        self._autosave_cost = 0.0
+        """Seconds the last autosave took (it spaces out the next)."""
         self._summary_timer: Any = None
         self.summary: Any = None
         """The last shape summary shown (tests read it)."""
@@ -1058,12 +1071,13 @@ class TuilabApp(App[int]):
 
     # --- autosave and quitting ------------------------------------------------------------
     def _schedule_autosave(self) -> None:
-        """Save within AUTOSAVE_DELAY of a change. A pending save is kept, not restarted: it
-        writes the state as it is when it fires, and a run's batches (every ~0.2 s) would
-        otherwise push it back for ever."""
+        """Save within AUTOSAVE_DELAY of a change, or later if the last write was slow (see
+        AUTOSAVE_BUDGET). A pending save is kept, not restarted: it writes the state as it is
+        when it fires, and a run's batches (every ~0.2 s) would otherwise push it back for
+        ever."""
         if self._autosave_timer is None:
-            self._autosave_timer = self.set_timer(AUTOSAVE_DELAY, self._autosave,
-                                                  name="autosave")
+            self._autosave_timer = self.set_timer(autosave_delay(self._autosave_cost),
+                                                  self._autosave, name="autosave")
 
     def on_run_panel_metrics(self, message: object) -> None:
         """A running training run is part of the work: keep its loss history safe too."""
@@ -1074,7 +1088,9 @@ class TuilabApp(App[int]):
         lab = self.lab
         if lab is None or not lab.dirty:
             return
+        start = time.perf_counter()
         problem = lab.autosave()
+        self._autosave_cost = time.perf_counter() - start
         if problem:
             self.notify(problem, severity="warning", markup=False)
 

@@ -37,6 +37,9 @@ def header(console: Console, results: dict[str, Any]) -> None:
                       "of paired, alternating rounds; torch threads for the training rows: "
                       f"{results.get('training_threads', 'torch default')} (both sides; "
                       "TUILAB_BENCH_THREADS)", style="dim", highlight=False)
+    if machine.get("bytecode_cache") is False:
+        console.print("PYTHONDONTWRITEBYTECODE is set: every start compiles tuilab's own "
+                      "modules, which the start-up rows include", style="dim", highlight=False)
 
 
 def training_table(rows: list[dict[str, Any]]) -> Table:

@@ -297,7 +297,7 @@ class RunPanel(Widget, can_focus=True):
     }
     """
 
-    UI_INTERVAL: ClassVar[float] = 0.4
+    UI_INTERVAL: ClassVar[float] = 1.0
     """Seconds between two repaints of the progress bar and line during a run."""
 
     running: reactive[bool] = reactive(False)
@@ -794,7 +794,7 @@ class RunPanel(Widget, can_focus=True):
         self.running = True
         self.query_one("#train-progress", ProgressBar).update(
             total=int(settings.get("steps") or 1), progress=0)
-        self.query_one("#train-stats", Static).update(f"{run.name}: starting…")
+        self._set_stats(f"{run.name}: starting…")
         self.query_one(LossPlot).set_runs(self.lab.runs)
         self._show_tab("tab-training")
         self.post_message(CodeLine(self._loop_code(settings)))
@@ -859,11 +859,14 @@ class RunPanel(Widget, can_focus=True):
         accuracy = f" · val acc {run.val_accuracy[-1]:.1%}" if run.val_accuracy else ""
         loss = f" · loss {run.losses[-1]:.4g}" if run.losses else ""
         state = " · paused" if self.paused and not batch.done else ""
-        # layout=False: the line has a fixed size; a layout pass would cost more GIL time.
-        self.query_one("#train-stats", Static).update(
+        self._set_stats(
             f"{run.name} · step {batch.step}/{batch.total_steps} · "
-            f"{batch.steps_per_s:,.0f} steps/s · ETA {_eta(batch.eta_s)}{loss}{accuracy}{state}",
-            layout=False)
+            f"{batch.steps_per_s:,.0f} steps/s · ETA {_eta(batch.eta_s)}{loss}{accuracy}{state}")
+
+    def _set_stats(self, text: str) -> None:
+        # layout=False: the line has a fixed size, and a layout pass of the whole screen
+        # would hold the GIL the training thread needs (10-20 ms)
+        self.query_one("#train-stats", Static).update(text, layout=False)
 
     def action_pause(self) -> None:
         if not self.running:
@@ -884,7 +887,7 @@ class RunPanel(Widget, can_focus=True):
         self._stop.set()
         self._pause.clear()
         self.paused = False
-        self.query_one("#train-stats", Static).update("stopping after this step…")
+        self._set_stats("stopping after this step…")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -924,9 +927,8 @@ class RunPanel(Widget, can_focus=True):
             last = f", loss {run.losses[-1]:.4g}" if run.losses else ""
             self.notify(f"{run.name} {run.status} after {len(run.steps)} steps{rate}{last}",
                         markup=False)
-        stats = self.query_one("#train-stats", Static)
-        stats.update(f"{run.name} {run.status} · {len(run.steps)} steps"
-                     + (f" · {run.error}" if run.error else ""))
+        self._set_stats(f"{run.name} {run.status} · {len(run.steps)} steps"
+                        + (f" · {run.error}" if run.error else ""))
         plot = self.query_one(LossPlot)
         plot.set_runs(self.lab.runs)
         plot.replot()
