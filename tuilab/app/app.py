@@ -1073,7 +1073,7 @@ class TuilabApp(App[int]):
     def _schedule_autosave(self) -> None:
         """Save within AUTOSAVE_DELAY of a change, or later if the last write was slow (see
         AUTOSAVE_BUDGET). A pending save is kept, not restarted: it writes the state as it is
-        when it fires, and a run's batches (every ~0.2 s) would otherwise push it back for
+        when it fires, and a run's batches (every ~0.5 s) would otherwise push it back for
         ever."""
         if self._autosave_timer is None:
             self._autosave_timer = self.set_timer(autosave_delay(self._autosave_cost),

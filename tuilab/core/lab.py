@@ -506,8 +506,14 @@ class Lab:
                                     "dtype": self.dtype_name}))
 
     def train(self, run: RunRecord, stop: threading.Event,
-              pause: threading.Event | None = None) -> Iterator[MetricsBatch]:
-        """The training generator for `run`; safe to iterate in a worker thread."""
+              pause: threading.Event | None = None, *,
+              flush_every_s: float = 0.5) -> Iterator[MetricsBatch]:
+        """The training generator for `run`; safe to iterate in a worker thread.
+
+        A batch of metrics every half second: the app repaints its progress once a second and
+        its plot less often, and each batch is a message the UI thread handles while the run
+        waits for the GIL.
+        """
         from tuilab.core.training import TrainConfig, check_config, train
 
         try:
@@ -515,7 +521,8 @@ class Lab:
                                                  "dtype": self.dtype_name}))
             data = self.task_data(config.task, seed=config.seed)
             started = time.perf_counter()
-            for batch in train(self.model, data, config, stop=stop, pause=pause):
+            for batch in train(self.model, data, config, stop=stop, pause=pause,
+                               flush_every_s=flush_every_s):
                 self._record(run, batch)
                 yield batch
             run.steps_per_s = (len(run.steps) / (time.perf_counter() - started)

@@ -1,13 +1,14 @@
 """The live loss plot: training and validation loss (and accuracy) of this run and earlier ones.
 
 Why it throttles itself: plotext rebuilds the whole canvas on every render (~40 ms for 2,000
-points on this machine), and the training worker delivers a batch of metrics up to five
-times a second. Each redraw holds the GIL that the training thread needs (the benchmark holds
-the app to ≥ 0.97 of a bare loop's steps/s), so callers only *ask* for a replot
-(:meth:`request_replot`), and a one-shot timer draws once both ``min_interval`` has passed and
-the last draw's cost is at most ``budget`` of the time since it (a 20 ms draw waits 2 s at the
-default 1 %, never more than ``max_interval``). Nothing wakes up while nothing changes. Each
-series is averaged down to at most ``max_points`` points.
+points on this machine; turning its ANSI text into strips adds a third), and the training
+worker delivers a batch of metrics twice a second. Each redraw holds the GIL that the training
+thread needs (the benchmark holds the app to ≥ 0.99 of a bare loop's steps/s), so callers only
+*ask* for a replot (:meth:`request_replot`), and a one-shot timer draws once both
+``min_interval`` has passed and the last whole draw's cost is at most ``budget`` of the time
+since it (a 10 ms draw waits 2 s at the default 0.5 %, never more than ``max_interval``).
+Nothing wakes up while nothing changes. Each series is averaged down to at most
+``max_points`` points.
 
 It reads the runs' histories (``RunRecord``-like objects with ``steps``, ``losses``,
 ``val_steps``, ``val_losses``, ``val_accuracy``, ``name``), never tensors.

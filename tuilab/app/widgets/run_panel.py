@@ -8,7 +8,7 @@ notification: the app never exits on a user's mistake.
 
 Training follows DESIGN.md, "Training without freezing the UI": ``Lab.train`` is a plain
 generator iterated in a thread worker (``group="training"``) that posts each
-``MetricsBatch`` (at most ~5/s) with ``post_message``; the UI thread updates the progress bar
+``MetricsBatch`` (at most ~2/s) with ``post_message``; the UI thread updates the progress bar
 and asks the loss plot for a (throttled) replot. Stop and pause are ``threading.Event``s the
 loop polls every step; unmounting the panel (quitting the app) sets stop, so the process can
 end. The end of a run — finished, stopped, failed, or a worker that raised — is handled once,
@@ -821,7 +821,7 @@ class RunPanel(Widget, can_focus=True):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
     def _train(self, run: RunRecord, stop: threading.Event, pause: threading.Event) -> None:
-        """Iterate the lab's training generator; post each batch (≤ ~5/s) to the UI."""
+        """Iterate the lab's training generator; post each batch (≤ ~2/s) to the UI."""
         worker = get_current_worker()
         batches = self.lab.train(run, stop, pause)
         try:
