@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -61,6 +62,24 @@ async def test_alternate_async_matches_the_sync_order() -> None:
     assert comparison.ratio == 0.5
 
 
+def test_the_medians_interval_narrows_with_rounds_and_decides_a_close_goal() -> None:
+    from tuilab.bench.harness import median_interval, verdict
+
+    assert median_interval([]) != median_interval([])  # NaN: no rounds, no interval
+    assert median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)  # 5 rounds: all of them
+    assert median_interval(list(range(1, 10))) == (2, 8)  # 96.1 % coverage
+    assert median_interval(list(range(1, 26))) == (8, 18)  # 95.7 %; x(9)..x(17) is 89 %
+    # a ratio ~1.5 % above its goal with rounds swinging ±3.5 %: 7 rounds cannot tell,
+    # 41 rounds can (their quartiles straddle the goal: a quartile rule never decides it)
+    rng = random.Random(3)
+    swings = [rng.gauss(1.015, 0.035) for _ in range(41)]
+    few = Comparison("x", "a", "b", "steps/s", True, swings[:7], [1.0] * 7).to_json()
+    many = Comparison("x", "a", "b", "steps/s", True, swings, [1.0] * 41).to_json()
+    assert verdict(few, 0.99)[0] is None and "undecided" in verdict(few, 0.99)[1]
+    assert many["ratio_q1"] < 0.99 < many["ratio_q3"]
+    assert verdict(many, 0.99)[0] is True and verdict(many, 1.02)[0] is None
+
+
 def test_ratio_is_the_median_of_paired_ratios_not_a_ratio_of_medians() -> None:
     comparison = Comparison("x", "A", "B", "steps/s", higher_is_better=True,
                             a=[10.0, 100.0, 30.0], b=[10.0, 50.0, 60.0])
@@ -85,10 +104,11 @@ def test_goal_marks() -> None:
 def test_training_goals_judge_only_clear_well_sampled_ratios() -> None:
     from tuilab.bench.run import training_goals
 
-    def row(ratio: float, q1: float, q3: float, rounds: int = 7) -> dict[str, Any]:
+    def row(ratio: float, low: float, high: float, rounds: int = 7,
+            iqr: float | None = None) -> dict[str, Any]:
         return {"preset": "mlp", "device": "cpu", "mode": "headless", "goal": 0.97,
-                "ratio": ratio, "ratio_q1": q1, "ratio_q3": q3, "ratio_iqr": q3 - q1,
-                "rounds": rounds}
+                "ratio": ratio, "ratio_ci_low": low, "ratio_ci_high": high,
+                "ratio_iqr": high - low if iqr is None else iqr, "rounds": rounds}
 
     cost = {"preset": "mlp", "device": "cpu", "mode": "app: run start+end", "goal": None,
             "ratio": 8.0, "rounds": 5}
@@ -96,7 +116,7 @@ def test_training_goals_judge_only_clear_well_sampled_ratios() -> None:
         row(0.99, 0.98, 1.00),   # the goal below every middle round: met
         row(0.90, 0.89, 0.91),   # above them: missed
         row(0.99, 0.80, 1.20),   # rounds scattered: a busy machine, no verdict
-        row(0.98, 0.96, 0.99),   # the goal between the quartiles: a coin toss, no verdict
+        row(0.98, 0.96, 0.99),   # the goal inside the median's interval: luck, no verdict
         row(0.99, 0.99, 0.99, rounds=1),  # a smoke run
         cost,
     ], cuda=False)
@@ -200,3 +220,21 @@ def _check_tables(results: dict[str, Any], goals: list[Goal]) -> None:
                   "Goals"):
         assert title in text
     assert "tuilab bench" in text
+
+
+def test_more_rounds_and_fewer_presets_on_the_command_line(capsys) -> None:
+    """`--rounds` and `--presets` settle an undecided row; bad values exit 2 saying why."""
+    from tuilab.bench.run import chosen_profile, main
+
+    profile = chosen_profile(quick=False, rounds=25, presets=("lenet",))
+    assert profile.name == "full, 25 rounds"
+    assert (profile.train_rounds, profile.train_app_rounds, profile.edit_rounds,
+            profile.startup_rounds, profile.scale_rounds) == (25, 25, 25, 25, 25)
+    assert profile.train_presets == profile.train_app_presets == ("lenet",)
+    assert chosen_profile(quick=True).train_rounds == QUICK.train_rounds
+    for argv, needle in ((["--rounds", "1"], "at least 2"),
+                         (["--presets", "lenet,nope"], "unknown preset nope"),
+                         (["--sections", "speed"], "unknown section")):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2 and needle in capsys.readouterr().err

@@ -20,8 +20,10 @@ from typing import Any
 
 # A ratio whose rounds disagree by more than this (interquartile range) cannot decide a goal
 # of 0.97 or 0.99: the machine was busy with something else. The bench says so instead of
-# judging; likewise when the goal lies between the rounds' quartiles (see `verdict`).
+# judging; likewise when the goal lies inside the median's confidence interval (`verdict`).
 NOISE_IQR = 0.10
+# How sure a verdict must be that the median ratio is on its side of the goal.
+CONFIDENCE = 0.95
 # Fewer paired rounds than this (the --quick smoke run) give a ratio but decide no goal.
 MIN_ROUNDS_TO_JUDGE = 3
 
@@ -29,6 +31,28 @@ MIN_ROUNDS_TO_JUDGE = 3
 def median(values: Sequence[float]) -> float:
     """The median, or NaN for no values (a section that could not run keeps its row)."""
     return statistics.median(values) if values else float("nan")
+
+
+def median_interval(values: Sequence[float],
+                    confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median: the order statistics
+    x(k) and x(n+1-k) for the largest k whose coverage, 1 - 2·P(Binomial(n, ½) < k), is at
+    least `confidence` (the whole range when even that falls short, as with 5 rounds).
+
+    Unlike the quartiles it narrows as rounds are added, so a longer run can decide a ratio
+    that sits within a percent of its goal: 25 rounds give x(8)..x(18).
+    """
+    xs = sorted(values)
+    n = len(xs)
+    if not n:
+        return float("nan"), float("nan")
+    k = 1
+    while k < (n + 1) // 2:
+        below = sum(math.comb(n, i) for i in range(k + 1)) / 2**n  # P(Binomial < k + 1)
+        if 1 - 2 * below < confidence:
+            break
+        k += 1
+    return xs[k - 1], xs[n - k]
 
 
 @dataclass
@@ -81,6 +105,11 @@ class Comparison:
         low, high = self.quartiles
         return high - low
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The median ratio's confidence interval (`median_interval`)."""
+        return median_interval(self.ratios)
+
     def to_json(self) -> dict[str, Any]:
         low, high = self.spread
         return {
@@ -89,6 +118,7 @@ class Comparison:
             "ratio": _finite(self.ratio), "ratio_min": _finite(low), "ratio_max": _finite(high),
             "ratio_iqr": _finite(self.iqr), "ratio_q1": _finite(self.quartiles[0]),
             "ratio_q3": _finite(self.quartiles[1]),
+            "ratio_ci_low": _finite(self.interval[0]), "ratio_ci_high": _finite(self.interval[1]),
             "a_median": _finite(median(self.a)), "b_median": _finite(median(self.b)),
             "a_samples": list(self.a), "b_samples": list(self.b), "note": self.note,
         }
@@ -145,25 +175,26 @@ def verdict(row: dict[str, Any], goal: float) -> tuple[bool | None, str]:
     """Whether a higher-is-better ratio row meets `goal`, or None with the reason it cannot say.
 
     Undecided when too few rounds ran (a smoke run), when the rounds scatter too widely (the
-    machine was busy), or when the goal lies between the first and third quartiles of the
-    rounds: then as many rounds passed as failed, and the median's side of the goal is luck.
+    machine was busy), or when the goal lies inside the median's 95 % confidence interval:
+    then which side of the goal the median fell on is luck, and more rounds (`--rounds`)
+    narrow the interval until it says.
     """
     ratio, iqr = row.get("ratio"), row.get("ratio_iqr")
-    q1, q3 = row.get("ratio_q1"), row.get("ratio_q3")
-    if q1 is None and row.get("a_samples"):  # an older saved run: recompute from its samples
+    low, high = row.get("ratio_ci_low"), row.get("ratio_ci_high")
+    if low is None and row.get("a_samples"):  # an older saved run: recompute from its samples
         again = Comparison("", "", "", "", True, list(row["a_samples"]), list(row["b_samples"]))
-        q1, q3 = again.quartiles
-        iqr = q3 - q1
+        low, high = again.interval
+        iqr = again.iqr
     if ratio is None:
         return None, "–"
     if row.get("rounds", 0) < MIN_ROUNDS_TO_JUDGE:
         return None, f"{ratio:.3f} ({row.get('rounds', 0)} round(s): a smoke test, no verdict)"
     if iqr is not None and iqr > NOISE_IQR:
         return None, f"{ratio:.3f}, too noisy to judge (rounds' IQR {iqr:.2f}: a busy machine)"
-    if q1 is not None and q3 is not None and q1 <= goal <= q3:
-        return None, (f"{ratio:.3f}, undecided: the goal lies within the rounds' quartiles "
-                      f"{q1:.3f}–{q3:.3f}")
-    spread = "" if q1 is None or q3 is None else f" (quartiles {q1:.3f}–{q3:.3f})"
+    if low is not None and high is not None and low <= goal <= high:
+        return None, (f"{ratio:.3f}, undecided: the goal lies within the median's 95 % "
+                      f"interval {low:.3f}–{high:.3f} ({row.get('rounds')} rounds)")
+    spread = "" if low is None or high is None else f" (95 % interval {low:.3f}–{high:.3f})"
     return ratio >= goal, f"{ratio:.3f}{spread}"
 
 

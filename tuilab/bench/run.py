@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -203,14 +204,16 @@ def private_data_dir() -> Iterator[str]:
 
 
 def collect(profile: Profile, progress: Callable[[str], None],
-            sections: tuple[str, ...] | None = None) -> tuple[dict[str, Any], list[Goal]]:
-    """Run the sections (all, or those named) and derive the goals from their data."""
+            sections: tuple[str, ...] | None = None,
+            command: str | None = None) -> tuple[dict[str, Any], list[Goal]]:
+    """Run the sections (all, or those named) and derive the goals from their data;
+    `command` is what the report says made it (by default `tuilab bench [--quick]`)."""
     from tuilab.bench.machine import cuda_name, machine_info
 
     started = time.perf_counter()
     results: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "profile": profile.name,
-        "command": "tuilab bench" + (" --quick" if profile.name == "quick" else ""),
+        "command": command or "tuilab bench" + (" --quick" if profile.name == "quick" else ""),
         "machine": machine_info(), "load_average": list(os.getloadavg()),
         "training_threads": profile.torch_threads or "torch default",
         "errors": {}, "notes": [], "section_seconds": {},
@@ -237,18 +240,33 @@ def collect(profile: Profile, progress: Callable[[str], None],
     return results, goals
 
 
+def chosen_profile(*, quick: bool, rounds: int | None = None,
+                   presets: tuple[str, ...] | None = None) -> Profile:
+    """The full or quick profile, with every section's rounds and the training presets
+    overridden when asked (a longer run settles a ratio the default rounds leave undecided)."""
+    profile = replace(QUICK if quick else FULL, torch_threads=training_threads())
+    if rounds is not None:
+        profile = replace(profile, name=f"{profile.name}, {rounds} rounds", train_rounds=rounds,
+                          train_app_rounds=rounds, edit_rounds=rounds, startup_rounds=rounds,
+                          scale_rounds=rounds)
+    if presets is not None:
+        profile = replace(profile, train_presets=presets, train_app_presets=presets)
+    return profile
+
+
 def cmd_bench(console: Console, *, quick: bool, as_json: bool,
-              sections: tuple[str, ...] | None = None) -> int:
+              sections: tuple[str, ...] | None = None, profile: Profile | None = None,
+              command: str | None = None) -> int:
     """Measure and print; 1 when a section could not run, else 0 (missed goals included)."""
     import json
 
-    profile = replace(QUICK if quick else FULL, torch_threads=training_threads())
+    profile = profile or chosen_profile(quick=quick)
     status = Console(stderr=True)
 
     def progress(text: str) -> None:
         status.print(f"… {text}", style="dim", highlight=False, markup=False)
 
-    results, goals = collect(profile, progress, sections)
+    results, goals = collect(profile, progress, sections, command)
     if as_json:
         console.file.write(json.dumps(results, indent=2) + "\n")
     else:
@@ -259,20 +277,35 @@ def cmd_bench(console: Console, *, quick: bool, as_json: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tuilab.bench.run [--quick] [--json] [--sections training,edits]`: one
-    section alone, e.g. the training rows on a GPU machine."""
+    """`python -m tuilab.bench.run [--quick] [--json] [--sections training,edits] [--rounds N]
+    [--presets lenet,lstm]`: some sections alone, e.g. the training rows on a GPU machine, or
+    one undecided row measured over more rounds."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tuilab.bench.run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--sections", help=", ".join(name for name, _ in SECTIONS))
+    parser.add_argument("--rounds", type=int, help="rounds of every section (at least 2)")
+    parser.add_argument("--presets", help="training presets, e.g. lenet,transformer")
     options = parser.parse_args(argv)
     chosen = tuple(options.sections.split(",")) if options.sections else None
     known = {name for name, _ in SECTIONS}
     if chosen and not set(chosen) <= known:
         parser.error(f"unknown section; choose from {', '.join(sorted(known))}")
-    return cmd_bench(Console(), quick=options.quick, as_json=options.json, sections=chosen)
+    if options.rounds is not None and options.rounds < 2:
+        parser.error("--rounds must be at least 2 (a median of pairs needs more than one)")
+    presets = tuple(options.presets.split(",")) if options.presets else None
+    if presets is not None:
+        from tuilab.core.workspace import preset_names
+
+        unknown = sorted(set(presets) - set(preset_names()))
+        if unknown:
+            parser.error(f"unknown preset {', '.join(unknown)}; see `tuilab presets`")
+    profile = chosen_profile(quick=options.quick, rounds=options.rounds, presets=presets)
+    words = list(sys.argv[1:] if argv is None else argv)
+    return cmd_bench(Console(), quick=options.quick, as_json=options.json, sections=chosen,
+                     profile=profile, command=" ".join(["python -m tuilab.bench.run", *words]))
 
 
 if __name__ == "__main__":
