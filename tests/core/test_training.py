@@ -107,6 +107,22 @@ def test_train_equals_a_hand_written_loop(moons, optimizer, extra):
         assert torch.allclose(p, q, atol=1e-6), name
 
 
+def test_a_large_training_set_gathered_per_batch_gives_the_same_run(moons, monkeypatch):
+    """Above EPOCH_COPY_BYTES batches are gathered from the permutation instead of sliced
+    from a shuffled copy: the same batches, so the same losses and weights as the hand loop."""
+    import tuilab.core.training as training
+
+    monkeypatch.setattr(training, "EPOCH_COPY_BYTES", 0)  # moons now counts as large
+    config = TrainConfig(task="moons", optimizer="adam", lr=0.05, batch_size=48, steps=40,
+                         seed=3, val_every=0)
+    ours = small_net()
+    oracle = copy.deepcopy(ours)
+    assert all_losses(run(ours, moons, config)) == pytest.approx(
+        hand_loop(oracle, moons, config), abs=1e-6)
+    for p, q in zip(ours.parameters(), oracle.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
 def test_regression_and_token_tasks_match_the_hand_loop():
     data = make_task("sine", samples=200)
     config = TrainConfig(task="sine", optimizer="adam", lr=1e-2, batch_size=32, steps=12,

@@ -483,6 +483,13 @@ def train(model: nn.Module, data: Any, config: TrainConfig, *, stop: threading.E
     return _steps(run, stop, pause, float(flush_every_s))
 
 
+EPOCH_COPY_BYTES = 1 << 20
+"""Up to this size the training set is copied in shuffled order once an epoch and the batches
+are views of the copy (an index per step costs a small model ~4 %); above it each batch is
+gathered when it is used, while it is still in cache (a per-epoch copy of the 5.6 MB digits
+set cost lenet ~1.5 %). Both give the same batches."""
+
+
 def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
            flush_every_s: float) -> Iterator[MetricsBatch]:
     model, config, device = run.model, run.config, run.device
@@ -552,7 +559,9 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
     perf = time.perf_counter
     step = 0
     pos = per_epoch
+    perm = torch.empty(0, dtype=torch.long)
     xs = ys = x_all
+    copy_epoch = x_all.nbytes + y_all.nbytes <= EPOCH_COPY_BYTES
     stopped = False
     error: str | None = None
     error_path: str | None = None
@@ -574,11 +583,15 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                             break
                         if pos == per_epoch:
                             perm = torch.randperm(n, generator=order).to(device)
-                            xs, ys = x_all[perm], y_all[perm]
+                            if copy_epoch:
+                                xs, ys = x_all[perm], y_all[perm]
                             pos = 0
                         lo = pos * batch
-                        xb = xs[lo:lo + batch]
-                        yb = ys[lo:lo + batch]
+                        if copy_epoch:
+                            xb, yb = xs[lo:lo + batch], ys[lo:lo + batch]
+                        else:
+                            idx = perm[lo:lo + batch]
+                            xb, yb = x_all[idx], y_all[idx]
                         pos += 1
                         step += 1
                         opt.zero_grad(set_to_none=True)
