@@ -291,3 +291,39 @@ def test_a_slow_autosave_spaces_out_the_next_one_within_a_bound() -> None:
     assert autosave_delay(0.02) == pytest.approx(0.02 / AUTOSAVE_BUDGET)  # 4 s at 0.5 %
     assert autosave_delay(0.02) > AUTOSAVE_DELAY
     assert autosave_delay(5.0) == AUTOSAVE_MAX_DELAY
+
+
+async def test_two_lost_sessions_are_offered_one_after_the_other(_private_data_dir: Path) -> None:
+    """Declining the newest leftover discards it and offers the next; restoring that one
+    opens it as the work, unsaved."""
+    from tuilab.app.app import make_app
+    from tuilab.app.screens.dialogs import ConfirmScreen
+    from tuilab.core.workspace import load_preset, workspace_to_text, write_atomic
+
+    _private_data_dir.mkdir(parents=True)
+    older = _private_data_dir / "autosave-111-1.toml"  # no lock file: its session is gone
+    newer = _private_data_dir / "autosave-222-2.toml"
+    write_atomic(older, workspace_to_text(Workspace(spec=load_preset("lenet"))))
+    write_atomic(newer, workspace_to_text(Workspace(spec=load_preset("alexnet"))))
+    os.utime(older, (time.time() - 60, time.time() - 60))
+
+    async def offer(pilot) -> ConfirmScreen:
+        deadline = time.monotonic() + 10
+        while not isinstance(pilot.app.screen, ConfirmScreen) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert isinstance(pilot.app.screen, ConfirmScreen), "no offer to restore"
+        return pilot.app.screen
+
+    app = make_app("mlp", offer_restore=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        first = await offer(pilot)
+        assert "'alexnet'" in first.body and str(newer) in first.body
+        await pilot.press("n")  # discard the newest
+        second = await offer(pilot)
+        assert second is not first and "'lenet'" in second.body and not newer.exists()
+        await pilot.press("y")
+        deadline = time.monotonic() + 60
+        while app.lab is None and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert app.lab is not None and app.lab.name == "lenet" and app.lab.dirty
+        assert autosave.autosave_path() == older  # the restored session goes on in its file
