@@ -484,6 +484,25 @@ def test_the_key_table_binds_each_key_once_to_an_action_that_exists() -> None:
     assert footer == ["Add", "Delete", "Edit", "Undo", "Train/eval", "Save", "Help", "Quit"]
 
 
+def test_the_readmes_key_table_matches_the_apps_keys() -> None:
+    """The README's table is written by hand: every key it names must be one the app shows,
+    and every key of the app but help, quit and ctrl+p (named above it) must be in it."""
+    import re
+
+    from tuilab.app.keys import KEY_GROUPS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("Keys (also in the command palette"):readme.index("## Opening")]
+    in_readme = {key for cell in re.findall(r"`([^`]+)`", table) for key in cell.split(" / ")}
+    in_readme -= {"ctrl+p", "?"}  # the command palette and help, named in the line above
+    in_app = {key.strip() for _, keys in KEY_GROUPS for row in keys if row.action
+              for key in re.split(r" / |, ", row.keys)}
+    assert in_readme <= in_app, in_readme - in_app
+    # named elsewhere in the README, or second keys for an action the table already has
+    shown_elsewhere = {"?", "f1", "q", "ctrl+q", "ctrl+p", "delete", "shift+up", "shift+down"}
+    assert in_app - shown_elsewhere <= in_readme, (in_app - shown_elsewhere) - in_readme
+
+
 async def test_command_palette_runs_an_action() -> None:
     app = lab_app()
     async with app.run_test(size=SIZE) as pilot:
