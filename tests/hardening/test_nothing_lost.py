@@ -327,3 +327,31 @@ async def test_two_lost_sessions_are_offered_one_after_the_other(_private_data_d
             await pilot.pause(0.1)
         assert app.lab is not None and app.lab.name == "lenet" and app.lab.dirty
         assert autosave.autosave_path() == older  # the restored session goes on in its file
+
+
+async def test_a_declined_copy_that_cannot_be_removed_is_not_offered_again(
+        _private_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuilab.app.app import make_app
+    from tuilab.app.screens.dialogs import ConfirmScreen
+    from tuilab.core.workspace import load_preset, workspace_to_text, write_atomic
+
+    _private_data_dir.mkdir(parents=True)
+    stuck = _private_data_dir / "autosave-333-3.toml"
+    write_atomic(stuck, workspace_to_text(Workspace(spec=load_preset("lenet"))))
+
+    def refuse(path: Path | None = None) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(autosave, "discard", refuse)
+    app = make_app("mlp", offer_restore=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        deadline = time.monotonic() + 10
+        while not isinstance(app.screen, ConfirmScreen) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        deadline = time.monotonic() + 60
+        while app.lab is None and time.monotonic() < deadline:
+            assert not isinstance(app.screen, ConfirmScreen), "the same copy offered again"
+            await pilot.pause(0.1)
+        assert app.lab is not None and app.lab.name == "mlp" and stuck.exists()

@@ -83,7 +83,6 @@ def autosave_delay(last_cost: float) -> float:
     return min(AUTOSAVE_MAX_DELAY, max(AUTOSAVE_DELAY, last_cost / AUTOSAVE_BUDGET))
 
 
-
 def while_running(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """Drop a thread's result that lands while the app shuts down.
 
@@ -148,6 +147,8 @@ class TuilabApp(App[int]):
         self._autosave_timer: Any = None
         self._autosave_cost = 0.0
         """Seconds the last autosave took (it spaces out the next)."""
+        self._declined: set[Path] = set()
+        """Autosaves of lost sessions the user chose not to restore."""
         self._summary_timer: Any = None
         self.summary: Any = None
         """The last shape summary shown (tests read it)."""
@@ -243,7 +244,7 @@ class TuilabApp(App[int]):
         from tuilab.core import autosave
 
         try:
-            leftover = autosave.pending_restore()
+            leftover = autosave.pending_restore(skip=self._declined)
         except Exception:
             leftover = None
         if leftover is None:
@@ -252,6 +253,7 @@ class TuilabApp(App[int]):
 
         def answer(yes: bool | None) -> None:
             if not yes:
+                self._declined.add(leftover.path)  # offered once, even if it cannot be removed
                 with contextlib.suppress(OSError):
                     autosave.discard(leftover.path)
                 self._maybe_restore()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +134,9 @@ class Leftover:
     workspace: Workspace
 
 
-def pending_restore() -> Leftover | None:
-    """The newest autosave an ended session left behind that can still be read."""
+def pending_restore(skip: Collection[Path] = ()) -> Leftover | None:
+    """The newest autosave an ended session left behind that can still be read (not one of
+    `skip`: those the user declined but could not be removed)."""
     folder = data_dir()
     if not folder.is_dir():
         return None
@@ -143,7 +145,7 @@ def pending_restore() -> Leftover | None:
         with contextlib.suppress(OSError):
             found.append((path.stat().st_mtime, path))
     for _, path in sorted(found, reverse=True):
-        if _alive(path):
+        if path in skip or _alive(path):
             continue
         try:
             return Leftover(path, load_workspace(path))

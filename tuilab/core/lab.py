@@ -49,6 +49,8 @@ MATERIALISE_LIMIT_BYTES = 2 * 2**30
 _EDIT_SIZE_CHECK_BYTES = 64 * 2**20
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+RUN_FLUSH_SECONDS = 0.5
+"""How often a run's metrics reach the app (see `Lab.train`)."""
 
 
 @dataclass(frozen=True)
@@ -506,13 +508,12 @@ class Lab:
                                     "dtype": self.dtype_name}))
 
     def train(self, run: RunRecord, stop: threading.Event,
-              pause: threading.Event | None = None, *,
-              flush_every_s: float = 0.5) -> Iterator[MetricsBatch]:
+              pause: threading.Event | None = None) -> Iterator[MetricsBatch]:
         """The training generator for `run`; safe to iterate in a worker thread.
 
-        A batch of metrics every half second: the app repaints its progress once a second and
-        its plot less often, and each batch is a message the UI thread handles while the run
-        waits for the GIL.
+        A batch of metrics every RUN_FLUSH_SECONDS: the app repaints its progress once a
+        second and its plot less often, and each batch is a message the UI thread handles
+        while the run waits for the GIL.
         """
         from tuilab.core.training import TrainConfig, check_config, train
 
@@ -522,7 +523,7 @@ class Lab:
             data = self.task_data(config.task, seed=config.seed)
             started = time.perf_counter()
             for batch in train(self.model, data, config, stop=stop, pause=pause,
-                               flush_every_s=flush_every_s):
+                               flush_every_s=RUN_FLUSH_SECONDS):
                 self._record(run, batch)
                 yield batch
             run.steps_per_s = (len(run.steps) / (time.perf_counter() - started)
