@@ -19,12 +19,22 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-DIALOG_CSS = """
-{name} {{ align: center middle; }}
-{name} > Vertical {{
-    width: 80%; max-width: 90; height: auto; max-height: 90%;
-    border: thick $primary; background: $surface; padding: 0 1;
-}}
+
+def modal_frame_css(name: str, *, box: str = "Vertical", width: str = "80%",
+                    max_width: str | None = "90", height: str = "auto",
+                    max_height: str | None = "90%") -> str:
+    """The frame every modal of the lab shares: centred over it, a thick border on the
+    surface colour. A dialog adds its own rules after it; None leaves a limit out."""
+    sizes = {"width": width, "max-width": max_width, "height": height, "max-height": max_height}
+    declared = " ".join(f"{key}: {value};" for key, value in sizes.items() if value is not None)
+    return (f"{name} {{ align: center middle; }}\n"
+            f"{name} > {box} {{\n    {declared}\n"
+            f"    border: thick $primary; background: $surface; padding: 0 1;\n}}\n")
+
+
+def dialog_css(name: str) -> str:
+    """The frame and the parts (title, body, buttons, error line) of the dialogs here."""
+    return modal_frame_css(name) + f"""
 {name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
 {name} .dialog-body {{ height: auto; margin-bottom: 1; }}
 {name} .dialog-buttons {{ height: auto; align-horizontal: right; }}
@@ -41,7 +51,7 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("y", "answer(True)", "Yes", show=False),
         Binding("n", "answer(False)", "No", show=False),
     ]
-    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    DEFAULT_CSS = dialog_css("ConfirmScreen")
 
     def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
@@ -73,7 +83,7 @@ class TextPrompt(ModalScreen[str | None]):
     """Ask for one line of text (a name, a path); escape answers None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="TextPrompt")
+    DEFAULT_CSS = dialog_css("TextPrompt")
 
     def __init__(self, title: str, value: str = "", *, placeholder: str = "",
                  hint: str = "") -> None:
@@ -118,7 +128,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     """Pick one of a list; items that cannot be chosen are shown greyed with the reason."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="ChoiceScreen") + """
+    DEFAULT_CSS = dialog_css("ChoiceScreen") + """
     ChoiceScreen OptionList { height: auto; max-height: 20; }
     """
 
@@ -165,7 +175,7 @@ class UnsavedScreen(ModalScreen[str]):
         Binding("s", "answer('save')", "Save", show=False),
         Binding("d", "answer('discard')", "Discard", show=False),
     ]
-    DEFAULT_CSS = DIALOG_CSS.format(name="UnsavedScreen")
+    DEFAULT_CSS = dialog_css("UnsavedScreen")
 
     def __init__(self, what: str = "quit") -> None:
         super().__init__()

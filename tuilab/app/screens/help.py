@@ -13,6 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tuilab.app.screens.dialogs import modal_frame_css
+
 
 class HelpScreen(ModalScreen[None]):
     """Keys, grouped by what they do; escape, q or ? closes it."""
@@ -24,12 +26,8 @@ class HelpScreen(ModalScreen[None]):
         Binding("f1", "close", "Close", show=False),
     ]
 
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: 90%; max-width: 100; height: 90%;
-        border: thick $primary; background: $surface; padding: 0 1;
-    }
+    DEFAULT_CSS = modal_frame_css("HelpScreen", width="90%", max_width="100", height="90%",
+                                  max_height=None) + """
     HelpScreen #help-title { text-style: bold; height: 1; }
     """
 

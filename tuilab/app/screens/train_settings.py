@@ -22,6 +22,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from tuilab.app.screens.dialogs import modal_frame_css
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 #: The Select value meaning "the task's own loss" (TrainConfig.loss = None).
@@ -51,18 +53,8 @@ class TrainSettingsScreen(ModalScreen[dict[str, Any] | None]):
         Binding("ctrl+s", "submit", "Start", show=False),
     ]
 
-    DEFAULT_CSS = """
-    TrainSettingsScreen {
-        align: center middle;
-    }
-    TrainSettingsScreen > #form {
-        width: 76;
-        height: auto;
-        max-height: 90%;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = modal_frame_css("TrainSettingsScreen", box="#form", width="76",
+                                  max_width=None) + """
     TrainSettingsScreen #title {
         text-style: bold;
         margin-bottom: 1;

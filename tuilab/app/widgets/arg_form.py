@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from tuilab.app.screens.dialogs import modal_frame_css
 from tuilab.core.arguments import Arg
 from tuilab.core.errors import TuilabError
 
@@ -35,12 +36,7 @@ class ArgForm(ModalScreen[bool]):
         Binding("ctrl+s", "submit", "Apply", priority=True),
     ]
 
-    DEFAULT_CSS = """
-    ArgForm { align: center middle; }
-    ArgForm > Vertical {
-        width: 90%; max-width: 100; height: auto; max-height: 90%;
-        border: thick $primary; background: $surface; padding: 0 1;
-    }
+    DEFAULT_CSS = modal_frame_css("ArgForm", width="90%", max_width="100") + """
     ArgForm #form-title { text-style: bold; margin-bottom: 1; }
     ArgForm VerticalScroll { height: auto; max-height: 70vh; }
     ArgForm .arg-row { height: 1; }

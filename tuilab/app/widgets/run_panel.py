@@ -50,6 +50,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tuilab.app.messages import CodeLine, LabChanged
+from tuilab.app.screens.dialogs import modal_frame_css
 from tuilab.app.screens.train_settings import TrainSettingsScreen
 from tuilab.app.widgets.heatmap import Heatmap
 from tuilab.app.widgets.loss_plot import LossPlot
@@ -75,18 +76,8 @@ class _Picker(ModalScreen[Any]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    _Picker {
-        align: center middle;
-    }
-    _Picker > Vertical {
-        width: 60;
-        height: auto;
-        max-height: 80%;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = modal_frame_css("_Picker", width="60", max_width=None,
+                                  max_height="80%") + """
     _Picker .title {
         text-style: bold;
     }
@@ -146,17 +137,8 @@ class GradCamPicker(ModalScreen[tuple[int, int | None, str] | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    GradCamPicker {
-        align: center middle;
-    }
-    GradCamPicker > Vertical {
-        width: 60;
-        height: auto;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = modal_frame_css("GradCamPicker", width="60", max_width=None,
+                                  max_height=None) + """
     GradCamPicker .title {
         text-style: bold;
     }
