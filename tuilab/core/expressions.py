@@ -555,9 +555,7 @@ def _segment_tokens(text: str) -> list[tuple[str, Any, int]]:
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
-        if ch in " \t":
-            i += 1
-        elif ch == ".":
+        if ch in " \t" or ch == ".":
             i += 1
         elif ch == "[":
             depth, j = 0, i
@@ -687,7 +685,7 @@ def _split_assignment(text: str) -> tuple[str, str, int]:
         depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
         if ch == "=" and depth == 0:
             before, after = text[i - 1: i], text[i + 1: i + 2]
-            if before in "=!<>" and before or after == "=":
+            if (before in "=!<>" and before) or after == "=":
                 continue
             return text[:i], text[i + 1:], i + 1
     raise ExpressionError("an assignment needs PATH = VALUE, e.g. 0.weight[0, 0] = 100")

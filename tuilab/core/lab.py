@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from tuilab.core.inputs import ChosenInput, ValueChange
     from tuilab.core.introspect import TensorStats
     from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
@@ -134,6 +135,15 @@ class Lab:
         self.load_messages: list[str] = []
         self._disk_stamp: str | None = None
         self._hooks: HookKit | None = None
+        # The chosen input (None: a seeded random one for the input shape, kept until the
+        # shape changes), the input last echoed in the code log, each layer's output in the
+        # last forward pass, and the undo journal: "spec" for a spec edit, a ValueChange
+        # for a set value (see core/inputs.py).
+        self.chosen_input: ChosenInput | None = None
+        self._default_input: ChosenInput | None = None
+        self._logged_input: ChosenInput | None = None
+        self.layer_outputs: dict[str, torch.Tensor] = {}
+        self._journal: list[str | ValueChange] = []
         if module is not None:
             self.builder = None
             self.model = module
@@ -158,6 +168,12 @@ class Lab:
         lab.runs = [RunRecord.from_data(dict(run)) for run in workspace.runs]
         modes = workspace.modes
         messages = []
+        if workspace.input:
+            try:
+                lab.set_input(workspace.input["expression"],
+                              seed=int(workspace.input.get("seed", 0)))
+            except TuilabError as error:
+                messages.append(str(error))
         for action, value in (("training", modes.get("training")),
                               ("dtype", modes.get("dtype")), ("device", modes.get("device"))):
             if value is None:
@@ -286,6 +302,12 @@ class Lab:
         `rename`, `set_arg`, `set_args`, `share`, `set_frozen`, `set_input_shape`, `undo`,
         `redo`) and rebuild the live module from the new spec."""
         self._check_idle()
+        if action == "undo" and self._journal and not isinstance(self._journal[-1], str):
+            change = self._journal.pop()
+            change.undo()
+            return self._refresh(f"undo {change.description}",
+                                 change.undo_code(),
+                                 dirty=False)
         editor = self._editor()
         method = getattr(editor, action, None)
         if action.startswith("_") or not callable(method):
@@ -304,6 +326,11 @@ class Lab:
             self.model = self.builder.build(editor.spec)
             raise EditError(f"the model could not be built after this edit: {error}",
                             where=result.path or "") from None
+        if action == "undo":
+            if self._journal:
+                self._journal.pop()
+        else:
+            self._journal = [*self._journal[-199:], "spec"]
         return self._refresh(result.description, result.code, result.path)
 
     def _check_fits(self, spec: ModelSpec) -> None:
@@ -398,21 +425,89 @@ class Lab:
         return summarize_module(self.model, self.input_shape, takes_tokens=self.takes_tokens,
                                 vocab_size=self.vocab_size, name=self.name)
 
+    # --- the chosen input and set values (logic in core/inputs.py) --------------------------
+    @property
+    def current_input(self) -> ChosenInput:
+        """The input forward, backward and hooks use: the chosen one while its shape is the
+        input shape, else a seeded `torch.rand(...)` of the input shape, fixed until the
+        shape changes (forward after forward sees the same tensor)."""
+        from tuilab.core.inputs import choose_input, default_input_text
+
+        chosen = self.chosen_input
+        if chosen is not None and tuple(chosen.tensor.shape) == tuple(self.input_shape):
+            return chosen
+        text = default_input_text(self.input_shape, takes_tokens=self.takes_tokens,
+                                  vocab_size=self.vocab_size)
+        if self._default_input is None or self._default_input.text != text:
+            self._default_input = choose_input(text, max_numel=2**40)
+        return self._default_input
+
+    def set_input(self, text: str, *, seed: int = 0) -> LabUpdate:
+        """Choose the input from the language (`torch.arange(9.).view(3, 3)`); its shape
+        becomes the input shape. An ExpressionError (or a refused shape) changes nothing."""
+        from tuilab.core.inputs import choose_input
+
+        chosen = choose_input(text, seed=seed)
+        shape = tuple(chosen.tensor.shape)
+        if shape != tuple(self.input_shape):
+            if self.editor is not None:
+                self.edit("set_input_shape", check_input_shape(list(shape)))
+            else:
+                self._input_shape = shape
+        self.chosen_input = self._logged_input = chosen
+        return self._refresh(f"input {chosen.text}", chosen.code())
+
+    def clear_input(self) -> LabUpdate:
+        """Back to a seeded random input of the input shape."""
+        self.chosen_input = None
+        return self._refresh("random input", "")
+
+    def input_data(self) -> dict[str, Any]:
+        return self.chosen_input.to_data() if self.chosen_input is not None else {}
+
+    def set_value(self, text: str, *, seed: int = 0) -> tuple[LabUpdate, tuple[str, ...]]:
+        """`PATH = EXPR` on a parameter or buffer (`2.weight[0, 0] = 100`); undoable with
+        `edit("undo")`; returns the update and every path the tensor shows at (ties)."""
+        self._check_idle()
+        self._check_runnable()
+        from tuilab.core.inputs import set_value
+
+        change = set_value(self.model, text, seed=seed, module_expr=self._module_expr)
+        self._journal = [*self._journal[-199:], change]
+        return self._refresh(change.description, change.code, change.paths[0] if change.paths
+                             else None), change.paths
+
+    def _input_tensor(self) -> tuple[torch.Tensor, str]:
+        """The current input on the model's device, and its code line if not yet logged."""
+        chosen = self.current_input
+        code = "" if chosen is self._logged_input else chosen.code() + "\n"
+        self._logged_input = chosen
+        x = chosen.tensor
+        return (x.to(self.device) if str(x.device) != self.device else x), code
+
     def forward(self) -> tuple[ForwardReport, LabUpdate]:
-        """One forward pass on random input; in train mode BatchNorm's buffers change."""
+        """One forward pass on the current input; in train mode BatchNorm's buffers change."""
         self._check_idle()
         self._check_runnable()
         from tuilab.core.runtime import forward_report
 
-        x = self.make_input()
+        x, code = self._input_tensor()
+        outputs: dict[str, torch.Tensor] = {}
         with _unchanged_on_failure(self.model, "forward pass", x):
-            report = forward_report(self.model, x)
-        return report, self._refresh("forward pass", "out = net(x)", dirty=False)
+            report = forward_report(self.model, x, outputs=outputs)
+        self.layer_outputs = outputs
+        return report, self._refresh("forward pass", code + "out = net(x)", dirty=False)
 
-    def backward(self) -> tuple[BackwardReport, LabUpdate]:
+    def backward(self, grad: str | None = None) -> tuple[BackwardReport, LabUpdate]:
+        """With a chosen input (or `grad` given): `out = net(x); out.backward(GRAD)`, GRAD
+        from the language (`torch.ones_like(out)` by default), reported loss = sum(out·GRAD).
+        Otherwise the task's loss on a batch of its data, as before."""
         self._check_idle()
         self._check_runnable()
         from tuilab.core.runtime import backward_report
+
+        if self.chosen_input is not None or grad is not None:
+            return self._backward_on_input(grad)
 
         data = self.task_data(samples=max(8, self.input_shape[0]))
         batch = slice(0, self.input_shape[0])
@@ -422,6 +517,26 @@ class Lab:
                                      data.loss)
         return report, self._refresh("backward pass",
                                      "loss = loss_fn(net(x), y); loss.backward()", dirty=False)
+
+    def _backward_on_input(self, grad: str | None) -> tuple[BackwardReport, LabUpdate]:
+        import torch
+
+        from tuilab.core.expressions import parse_expression
+        from tuilab.core.inputs import backward_with
+        from tuilab.core.introspect import grad_norms
+        from tuilab.core.runtime import BackwardReport, first_tensor
+
+        parse_expression(grad or "torch.ones_like(out)", names={"out"})  # refuse before running
+        x, code = self._input_tensor()
+        with _unchanged_on_failure(self.model, "backward pass", x), torch.enable_grad():
+            out = first_tensor(self.model(x))
+            if out is None:
+                raise RunError("the model returned no tensor: nothing to differentiate")
+            used, line = backward_with(out, grad)
+        loss = float((out.detach().double() * used.double()).sum())
+        report = BackwardReport(loss=loss, grad_norms=grad_norms(self.model))
+        return report, self._refresh("backward pass", f"{code}out = net(x)\n{line}",
+                                     dirty=False)
 
     def zero_grad(self) -> LabUpdate:
         from tuilab.core.runtime import zero_grad
@@ -563,6 +678,7 @@ class Lab:
                    else "cpu", "dtype": self.dtype_name},
             training={k: v for k, v in self.train_settings.items() if v is not None},
             runs=[run.to_data() for run in self.runs],
+            input=self.input_data(),
         )
 
     def save(self, path: str | Path | None = None, *, overwrite: bool = False) -> Path:

@@ -552,8 +552,18 @@ def _preview(t: Tensor | None, count: int = 6) -> str:
     return f"[{text}{more}]"
 
 
-def forward_report(model: nn.Module, x: Tensor) -> ForwardReport:
+OUTPUT_KEEP_LIMIT = 1_000_000
+"""A layer output with more elements than this is not kept by ``forward_report(outputs=...)``
+(its statistics are in the report; keeping every activation of a big model costs memory)."""
+
+
+def forward_report(model: nn.Module, x: Tensor, *,
+                   outputs: dict[str, Tensor] | None = None) -> ForwardReport:
     """Run ``model(x)`` once with a hook on every module; report each call's output and time.
+
+    When ``outputs`` is a dict it receives a detached copy of each call's first output
+    tensor, keyed by the call's path (a tied module called twice fills both paths), for
+    outputs of at most ``OUTPUT_KEEP_LIMIT`` elements: the values view shows them.
 
     Runs in the model's current mode (so BatchNorm in train mode does update its running
     statistics, as it would in PyTorch) under ``no_grad``. ``x`` is moved to the model's device
@@ -599,6 +609,8 @@ def forward_report(model: nn.Module, x: Tensor) -> ForwardReport:
         tensor = first_tensor(output)
         row["output_shape"] = tuple(tensor.shape) if tensor is not None else None
         row["stats"] = _stats_vector(tensor) if tensor is not None else None
+        if outputs is not None and tensor is not None and tensor.numel() <= OUTPUT_KEEP_LIMIT:
+            outputs[row["path"]] = tensor.detach().clone()
         overhead[0] += time.perf_counter() - now
 
     seen: set[int] = set()

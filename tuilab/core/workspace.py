@@ -59,6 +59,8 @@ class Workspace:
     modes: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    input: dict[str, Any] = field(default_factory=dict)
+    """The chosen input (`expression`, `seed`; see core/inputs.py); empty: a random one."""
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -272,7 +274,7 @@ def load_workspace(path: str | Path) -> Workspace:
     if version != FORMAT_VERSION:
         raise SpecFileError(f"format {version!r} is not one this tuilab reads "
                             f"(it reads format {FORMAT_VERSION})", where=f"{source}: tuilab")
-    unknown = sorted(set(data) - {"tuilab", "model", "modes", "training", "runs"})
+    unknown = sorted(set(data) - {"tuilab", "model", "modes", "training", "runs", "input"})
     if unknown:
         raise SpecFileError(f"unknown table [{unknown[0]}]", where=source)
     spec = spec_from_data(data, source=source)
@@ -284,7 +286,13 @@ def load_workspace(path: str | Path) -> Workspace:
     if len(runs) > MAX_RUNS:
         raise SpecFileError(f"more than {MAX_RUNS} runs", where=f"{source}: runs")
     checked_runs = [_check_run(run, f"{source}: runs[{i}]") for i, run in enumerate(runs)]
-    return Workspace(spec=spec, modes=modes, training=training, runs=checked_runs)
+    chosen = _plain_table(data, "input", source)
+    if chosen:  # checking it loads torch: only when there is one
+        from tuilab.core.inputs import check_input_data
+
+        check_input_data(chosen, where=f"{source}: input")
+    return Workspace(spec=spec, modes=modes, training=training, runs=checked_runs,
+                     input=chosen)
 
 
 def _plain_table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -376,6 +384,8 @@ def workspace_to_text(workspace: Workspace) -> str:
         document["modes"] = dict(workspace.modes)
     if workspace.training:
         document["training"] = {k: v for k, v in workspace.training.items() if v is not None}
+    if workspace.input:
+        document["input"] = dict(workspace.input)
     if workspace.runs:
         document["runs"] = [
             {k: v for k, v in run.items() if v is not None} for run in workspace.runs
