@@ -2,8 +2,8 @@
 
 `tuilab [SPEC]` opens the lab (SPEC: a preset name, a workspace .toml, or `file.py:NAME` for
 the user's own module; the `mlp` preset when omitted). The headless subcommands (`presets`,
-`summary`, `export`, `train`, `bench`) print with rich. Each subcommand imports what it needs
-only when it runs, so `tuilab --help` is instant and the app's first frame does not wait for
+`summary`, `export`, `train`, `bench`, `forward`) print with rich. Each subcommand imports
+what it needs only when it runs, so `tuilab --help` is instant and the app's first frame does not wait for
 PyTorch. Bad input exits with code 2 and one line saying what and where.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from tuilab import __version__
 
-SUBCOMMANDS = ("presets", "summary", "export", "train", "bench")
+SUBCOMMANDS = ("presets", "summary", "export", "train", "bench", "forward")
 
 
 def _app_parser() -> argparse.ArgumentParser:
@@ -63,6 +63,10 @@ def _command_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-weights")
     train.add_argument("--json", action="store_true")
 
+    from tuilab.cli_forward import add_parser as add_forward
+
+    add_forward(sub)
+
     bench = sub.add_parser("bench", help="measure tuilab against bare PyTorch, side by side")
     bench.add_argument("--quick", action="store_true", help="fewer rounds and smaller models")
     bench.add_argument("--json", action="store_true")
@@ -107,6 +111,10 @@ def _run_command(options: argparse.Namespace) -> int:
             load_weights=options.load_weights, save_weights=options.save_weights,
             as_json=options.json, err_console=errors,
         )
+    if options.command == "forward":
+        from tuilab.cli_forward import cmd_forward
+
+        return cmd_forward(console, options, err_console=errors)
     from tuilab.bench.run import cmd_bench
 
     return cmd_bench(console, quick=options.quick, as_json=options.json)

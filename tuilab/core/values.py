@@ -220,7 +220,7 @@ def histogram_data(tensor: torch.Tensor, *, bins: int = 20) -> tuple[list[float]
     return edges.tolist(), [int(c) for c in counts.tolist()]
 
 
-def _json_number(value: Any) -> Any:
+def json_number(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return "nan"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
@@ -238,7 +238,7 @@ def to_nested(tensor: torch.Tensor, *, limit: int = JSON_VALUES_LIMIT) -> Any:
     values = x.tolist()
 
     def clean(v: Any) -> Any:
-        return [clean(i) for i in v] if isinstance(v, list) else _json_number(v)
+        return [clean(i) for i in v] if isinstance(v, list) else json_number(v)
 
     return clean(values)
 
