@@ -3,8 +3,8 @@
 `tuilab [SPEC]` opens the lab (SPEC: a preset name, a workspace .toml, or `file.py:NAME` for
 the user's own module; the `mlp` preset when omitted). The headless subcommands (`presets`,
 `summary`, `export`, `train`, `bench`, `forward`) print with rich. Each subcommand imports
-what it needs only when it runs, so `tuilab --help` is instant and the app's first frame does not wait for
-PyTorch. Bad input exits with code 2 and one line saying what and where.
+what it needs only when it runs, so `tuilab --help` is instant and the app's first frame
+does not wait for PyTorch. Bad input exits with code 2 and one line saying what and where.
 """
 
 from __future__ import annotations
