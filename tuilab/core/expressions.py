@@ -61,6 +61,9 @@ class ExpressionError(TuilabError):
 
 def _error(node: ast.AST | None, message: str) -> ExpressionError:
     column = getattr(node, "col_offset", None)
+    if isinstance(node, ast.Attribute) and node.end_col_offset is not None \
+            and node.end_lineno == node.lineno:
+        column = node.end_col_offset - len(node.attr)  # at the name, not at its object
     return ExpressionError(message, where=f"column {column + 1}" if column is not None else "")
 
 
@@ -224,7 +227,7 @@ class _Checker:
             if name is None or name not in ALLOWED_FUNCTIONS:
                 shown = (ast.unparse(func) if name is None else
                          (f"torch.{name}" if isinstance(func, ast.Attribute) else name))
-                raise _error(func, f"{shown}() is not allowed (allowed: "
+                raise _error(node, f"{shown}() is not allowed (allowed: "
                              f"{', '.join('torch.' + f for f in ALLOWED_FUNCTIONS)})")
             for keyword in node.keywords:
                 if keyword.arg not in _FACTORY_KWARGS:
