@@ -188,14 +188,15 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), HOSTILE)
+@pytest.mark.parametrize(("text", "message"), HOSTILE, ids=[t[:30] for t, _ in HOSTILE])
 def test_hostile_input_is_refused_and_nothing_runs(text: str, message: str) -> None:
     ran = mock.MagicMock(side_effect=AssertionError("ran"))
     with mock.patch.object(builtins, "__import__", wraps=builtins.__import__) as imported, \
             mock.patch.object(builtins, "exec", ran), mock.patch.object(builtins, "eval", ran), \
             mock.patch.object(builtins, "open", ran), mock.patch.object(torch, "load", ran):
         before = imported.call_count
-        with pytest.raises(ExpressionError, match=re.escape(message)) as caught:
+        with pytest.raises(ExpressionError, match=re.escape(message) if message else None
+                           ) as caught:
             evaluate(text)
         assert not any(call.args and call.args[0] == "os"
                        for call in imported.call_args_list[before:])

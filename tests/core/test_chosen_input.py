@@ -1,0 +1,102 @@
+"""The lab's chosen input (fixed until changed, logged, saved) and set values (undo, ties)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuilab.core.expressions import ExpressionError
+from tuilab.core.lab import Lab
+from tuilab.core.workspace import load_spec_arg, load_workspace
+
+
+def test_forward_after_forward_uses_the_same_input() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.forward()
+    first = dict(lab.layer_outputs)
+    lab.forward()
+    assert torch.equal(first[""], lab.layer_outputs[""])
+    # The default input is logged once, as runnable PyTorch, and is what the lab used.
+    assert lab.code_log[0].startswith("g = torch.Generator().manual_seed(0)\nx = torch.rand(2, 4")
+    assert lab.code_log[1] == "out = net(x)"
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(lab.current_input.tensor, torch.rand(2, 4, generator=g))
+
+
+def test_chosen_input_sets_shape_logs_and_saves(tmp_path) -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    update = lab.set_input("torch.arange(12.).view(3, 4)")
+    assert update.code == "x = torch.arange(12.0).view(3, 4)"
+    assert lab.input_shape == (3, 4)
+    report, _ = lab.forward()
+    assert report.layers[0].output_shape == (3, 1)
+    assert torch.equal(lab.layer_outputs[""], lab.model(torch.arange(12.).view(3, 4)).detach())
+    path = lab.save(tmp_path / "w.toml")
+    assert 'expression = "torch.arange(12.).view(3, 4)"' in path.read_text()
+    again = Lab.open(path)
+    assert torch.equal(again.current_input.tensor, torch.arange(12.).view(3, 4))
+    # An old file (no [input] table) still loads, with the random input.
+    assert load_workspace(path).input["seed"] == 0
+
+
+def test_bad_input_changes_nothing() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    before = lab.current_input.tensor
+    with pytest.raises(ExpressionError, match="not allowed"):
+        lab.set_input("torch.load('x')")
+    assert lab.chosen_input is None and torch.equal(lab.current_input.tensor, before)
+    assert lab.code_log == []
+
+
+def test_set_value_on_a_tied_layer_shows_at_both_paths_and_undoes() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    old = float(lab.model[2].weight.detach()[0, 0])
+    update, paths = lab.set_value("net[2].weight.data[0, 0] = 100")
+    assert paths == ("2.weight", "4.weight")
+    assert lab.model[2].weight[0, 0] == 100 and lab.model[4].weight[0, 0] == 100
+    assert update.code == "with torch.no_grad():\n    net[2].weight[0, 0] = 100"
+    lab.edit("undo")
+    assert float(lab.model[4].weight.detach()[0, 0]) == old
+    assert "net[2].weight.copy_(" in lab.code_log[-1]
+
+
+def test_set_value_undo_keeps_order_with_spec_edits() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.set_value("0.bias = 1")
+    lab.edit("rename", "6", "out")
+    lab.edit("undo")  # the rename
+    assert "6" in dict(lab.model.named_children())
+    assert torch.equal(lab.model[0].bias.detach(), torch.ones(8))
+    lab.edit("undo")  # the value
+    assert not torch.equal(lab.model[0].bias.detach(), torch.ones(8))
+
+
+def test_set_value_refuses_what_does_not_fit() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    before = lab.model[0].weight.detach().clone()
+    for text, message in [("0.weight = torch.ones(3, 3)", "does not fit"),
+                          ("0.weight[9, 9] = 1", "out of range"),
+                          ("1.weight = 1", "no parameter or buffer"),
+                          ("0.weight = exec('x')", "exec")]:
+        with pytest.raises(ExpressionError, match=message):
+            lab.set_value(text)
+    assert torch.equal(lab.model[0].weight.detach(), before)
+
+
+def test_backward_on_the_chosen_input_matches_torch() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.set_training(False)
+    lab.set_input("torch.ones(2, 4)")
+    twin = lab.model
+    report, update = lab.backward()
+    assert update.code == "out = net(x)\nout.backward(torch.ones_like(out))"
+    w = {n: p.detach().clone() for n, p in twin.named_parameters()}
+    x = torch.ones(2, 4)
+    ws = {n: t.clone().requires_grad_(True) for n, t in w.items()}
+    h = torch.relu(x @ ws["0.weight"].T + ws["0.bias"])
+    h = torch.relu(h @ ws["2.weight"].T + ws["2.bias"])
+    h = torch.relu(h @ ws["2.weight"].T + ws["2.bias"])
+    out = h @ ws["6.weight"].T + ws["6.bias"]
+    out.sum().backward()
+    assert torch.allclose(twin[2].weight.grad, ws["2.weight"].grad)
+    assert report.loss == pytest.approx(float(out.sum()))
