@@ -65,10 +65,10 @@ def test_random_is_seeded_and_replays_from_its_source() -> None:
     direct = (torch.randn(3, 4, generator=g) + torch.rand(2, 1, 4, generator=g)
               * torch.randint(0, 5, (4,), generator=g))
     assert torch.equal(a, direct)
-    # The canonical source, run by plain Python with the generator, gives the same tensor.
-    source = parse_expression(text).source()
-    g = torch.Generator().manual_seed(7)
-    assert torch.equal(eval(source, {"torch": torch, "g": g}), a)  # noqa: S307 (test oracle)
+    # The canonical source is the direct computation above, written with the generator.
+    assert parse_expression(text).source() == (
+        "torch.randn(3, 4, generator=g) + (torch.rand(2, 1, 4, generator=g) * "
+        "torch.randint(0, 5, (4,), generator=g))")
 
 
 def test_names_the_caller_provides() -> None:
