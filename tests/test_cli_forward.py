@@ -123,3 +123,12 @@ def test_subprocess_json_and_help() -> None:
     for option in ("--input", "--input-shape", "--set", "--eval", "--dtype", "--backward",
                    "--show", "--json"):
         assert option in helped.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_backward_in_another_dtype(capsys, dtype: str) -> None:
+    code, data = forward_json(capsys, "shared_mlp", "--dtype", dtype, "--eval", "--input",
+                              "torch.ones(1, 4)", "--backward", "--show", "0.bias.grad")
+    assert code == 0
+    assert data["output"]["dtype"] == dtype
+    assert data["tensors"]["0.bias.grad"]["dtype"] == dtype

@@ -482,8 +482,11 @@ class Lab:
         chosen = self.current_input
         code = "" if chosen is self._logged_input else chosen.code() + "\n"
         self._logged_input = chosen
+        from tuilab.core.runtime import parse_dtype
+
         x = chosen.tensor
-        return (x.to(self.device) if str(x.device) != self.device else x), code
+        dtype = parse_dtype(self.dtype_name) if x.is_floating_point() else x.dtype
+        return x.to(device=self.device, dtype=dtype), code
 
     def forward(self) -> tuple[ForwardReport, LabUpdate]:
         """One forward pass on the current input; in train mode BatchNorm's buffers change."""
