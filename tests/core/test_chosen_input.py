@@ -100,3 +100,15 @@ def test_backward_on_the_chosen_input_matches_torch() -> None:
     out.sum().backward()
     assert torch.allclose(twin[2].weight.grad, ws["2.weight"].grad)
     assert report.loss == pytest.approx(float(out.detach().sum()))
+
+
+def test_grad_cam_on_the_chosen_input() -> None:
+    from tuilab.core.views import grad_cam_input_view
+
+    lab = Lab(load_spec_arg("lenet"))
+    lab.set_input("torch.rand(1, 1, 32, 32)")
+    view = grad_cam_input_view(lab.model, lab.current_input.tensor)
+    assert len(view.heat) == 32 and view.label == -1
+    assert 0 <= view.predicted < 10
+    with pytest.raises(ValueError, match="one image"):
+        grad_cam_input_view(lab.model, torch.rand(2, 1, 32, 32))

@@ -217,11 +217,21 @@ def grad_cam_view(model: nn.Module, data: TaskData, index: int, class_index: int
     if not 0 <= index < count:
         raise TuilabError(f"image index {index} is out of range: the validation set has "
                           f"{count} images (0 to {count - 1})", where="grad-cam")
+    return grad_cam_input_view(model, data.x_val[index : index + 1], class_index, layer_path,
+                               max_side=max_side, label=int(data.y_val[index]), index=index)
+
+
+def grad_cam_input_view(model: nn.Module, image: torch.Tensor, class_index: int | None = None,
+                        layer_path: str | None = None, *, max_side: int = 32, label: int = -1,
+                        index: int = -1) -> GradCamView:
+    """Grad-CAM for one image of shape (1, C, H, W): the lab's chosen input
+    (`lab.current_input.tensor`) or a task image; `label` -1 when it has none."""
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise TuilabError(f"Grad-CAM needs one image of shape (1, C, H, W); got "
+                          f"{tuple(image.shape)}", where="grad-cam")
     if not conv_layer_paths(model):
         raise TuilabError("Grad-CAM needs a Conv2d layer and this model has none",
                           where="grad-cam")
-    image = data.x_val[index : index + 1]
-    label = int(data.y_val[index])
     flags = training_flags(model)
     try:
         model.eval()
