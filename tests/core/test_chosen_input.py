@@ -112,3 +112,30 @@ def test_grad_cam_on_the_chosen_input() -> None:
     assert 0 <= view.predicted < 10
     with pytest.raises(ValueError, match="one image"):
         grad_cam_input_view(lab.model, torch.rand(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize("text", [
+    "net[2].weight.data[0, 0] = 100",
+    "0.bias = 1",
+    "0.weight = torch.randn(8, 4)",
+    "6.bias[0:1] = torch.tensor([2.5])",
+    "4.weight[1] = torch.arange(8.) / 2",
+])
+def test_set_value_log_replays_in_plain_pytorch(text: str) -> None:
+    """The logged lines, run by plain PyTorch on a copy taken before, give the same weights;
+    and the undo line puts the copy back to where the lab is after undo."""
+    import copy
+
+    lab = Lab(load_spec_arg("shared_mlp"))
+    net = copy.deepcopy(lab.model)
+    update, _ = lab.set_value(text, seed=3)
+    exec(update.code, {"torch": torch, "net": net})
+    for (name, a), b in zip(lab.model.state_dict().items(), net.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    undo = lab.edit("undo")
+    if "too many" not in undo.code:
+        exec(undo.code, {"torch": torch, "net": net})
+        for a, b in zip(lab.model.state_dict().values(), net.state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b)

@@ -474,8 +474,9 @@ class Lab:
 
         change = set_value(self.model, text, seed=seed, module_expr=self._module_expr)
         self._journal = [*self._journal[-199:], change]
+        # dirty=False: a workspace file holds no weights (like an init), nothing to save
         return self._refresh(change.description, change.code, change.paths[0] if change.paths
-                             else None), change.paths
+                             else None, dirty=False), change.paths
 
     def _input_tensor(self) -> tuple[torch.Tensor, str]:
         """The current input on the model's device, and its code line if not yet logged."""
