@@ -255,3 +255,26 @@ def test_assignments() -> None:
         parse_assignment("0.weight")
     with pytest.raises(ExpressionError, match="gradient cannot be set"):
         parse_assignment("0.weight.grad = 1")
+
+
+segment = st.one_of(st.integers(0, 20).map(str),
+                    st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+                    .filter(lambda s: s not in ("net", "data", "grad")))
+index_part = st.one_of(st.integers(-5, 5).map(str), st.just(":"),
+                       st.tuples(st.integers(0, 3), st.integers(4, 9)).map(
+                           lambda t: f"{t[0]}:{t[1]}"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(segment, min_size=1, max_size=3),
+       st.from_regex(r"[a-z][a-z_]{0,6}", fullmatch=True).filter(
+           lambda s: s not in ("net", "data", "grad")),
+       st.booleans(), st.lists(index_part, max_size=3))
+def test_tensor_path_round_trips(modules: list[str], name: str, grad: bool,
+                                 index: list[str]) -> None:
+    text = ".".join([*modules, name]) + (".grad" if grad else "")
+    if index:
+        text += "[" + ", ".join(index) + "]"
+    path = parse_tensor_path(text)
+    assert path.segments == (*modules, name) and path.grad == grad
+    assert parse_tensor_path(path.dotted) == path

@@ -86,3 +86,15 @@ def test_info_statistics_heatmap_histogram() -> None:
     assert edges == [0.0, 1.0, 2.0] and sum(counts) == 4
     assert describe_json(torch.tensor([1.0, float("inf")])) == {
         "shape": [2], "dtype": "float32", "values": [1.0, "inf"]}
+
+
+def test_meta_tensors_have_no_values() -> None:
+    with torch.device("meta"):
+        net = nn.Sequential(nn.Linear(4000, 4000))
+    found = resolve(net, "0.weight[0, :5]")
+    assert found.tensor is not None and found.tensor.is_meta
+    assert "no values" in format_tensor(found.tensor)
+    assert statistics(net[0].weight) == {"numel": 16_000_000.0}
+    assert heatmap_data(net[0].weight, rows=4, cols=4) == []
+    assert histogram_data(net[0].weight) == ([], [])
+    assert describe_json(net[0].weight)["values"] is None
