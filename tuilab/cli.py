@@ -2,7 +2,8 @@
 
 `tuilab [SPEC]` opens the lab (SPEC: a preset name, a workspace .toml, or `file.py:NAME` for
 the user's own module; the `mlp` preset when omitted). The headless subcommands (`presets`,
-`summary`, `export`, `train`, `bench`, `forward`) print with rich. Each subcommand imports
+`summary`, `export`, `train`, `bench`, `forward`, `lessons`) print with rich; `lesson ID`
+opens the app on a lesson. Each subcommand imports
 what it needs only when it runs, so `tuilab --help` is instant and the app's first frame
 does not wait for PyTorch. Bad input exits with code 2 and one line saying what and where.
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from tuilab import __version__
 
-SUBCOMMANDS = ("presets", "summary", "export", "train", "bench", "forward")
+SUBCOMMANDS = ("presets", "summary", "export", "train", "bench", "forward", "lessons", "lesson")
 
 
 def _app_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,10 @@ def _command_parser() -> argparse.ArgumentParser:
 
     add_forward(sub)
 
+    from tuilab.cli_lessons import add_parsers as add_lessons
+
+    add_lessons(sub)
+
     bench = sub.add_parser("bench", help="measure tuilab against bare PyTorch, side by side")
     bench.add_argument("--quick", action="store_true", help="fewer rounds and smaller models")
     bench.add_argument("--json", action="store_true")
@@ -115,6 +120,15 @@ def _run_command(options: argparse.Namespace) -> int:
         from tuilab.cli_forward import cmd_forward
 
         return cmd_forward(console, options, err_console=errors)
+    if options.command == "lessons":
+        from tuilab.cli_lessons import cmd_lessons
+
+        return cmd_lessons(console, check=options.check, as_json=options.json,
+                           err_console=errors)
+    if options.command == "lesson":
+        from tuilab.cli_lessons import cmd_lesson
+
+        return cmd_lesson(options.id, step=options.step, err_console=errors)
     from tuilab.bench.run import cmd_bench
 
     return cmd_bench(console, quick=options.quick, as_json=options.json)

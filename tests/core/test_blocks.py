@@ -59,7 +59,7 @@ def test_seed_mlp_matches_hand_computation() -> None:
     y = net(x)
     assert y.shape == (2, 10)
     h = torch.clamp(x @ net.hidden.weight.T + net.hidden.bias, min=0)
-    torch.testing.assert_close(y, h @ net.output.weight.T + net.output.bias)
+    torch.testing.assert_close(y, h @ net.out.weight.T + net.out.bias)
     assert [n for n, _ in net.named_children()] == ["hidden", "output"]
 
 

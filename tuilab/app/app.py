@@ -38,6 +38,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from tuilab.app.keys import KEY_GROUPS, app_bindings
+from tuilab.app.lesson_controller import LessonController
 from tuilab.app.messages import (
     CodeLine,
     LabChanged,
@@ -133,9 +134,13 @@ class TuilabApp(App[int]):
 
     def __init__(self, spec_arg: str | None = None, *, lab: Lab | None = None,
                  workspace: Workspace | None = None, workspace_path: Path | None = None,
-                 input_shape: str | None = None, offer_restore: bool = False) -> None:
+                 input_shape: str | None = None, offer_restore: bool = False,
+                 lesson: str | None = None, lesson_step: int | None = None) -> None:
         super().__init__()
         self.spec_arg = spec_arg
+        self.lessons = LessonController(self)
+        """The lesson being walked, if any (`tuilab lesson ID`, or o)."""
+        self._start_lesson = (lesson, lesson_step) if lesson is not None else None
         self.lab: Lab | None = lab
         """The engine; None until the loading worker has built it."""
         self._workspace = workspace
@@ -387,6 +392,12 @@ class TuilabApp(App[int]):
         # collect again from here on (`launch` turns the collector off while loading).
         gc.freeze()
         gc.enable()
+        if self._start_lesson is not None:  # `tuilab lesson ID`: the lab is up, open it
+            lesson_id, step = self._start_lesson
+            self._start_lesson = None
+            self.lessons.open(lesson_id, step)
+        elif self.lessons.active:
+            self.lessons.refresh()  # another lab: the pane says the learner left the path
 
     def _mount_run_panel(self, lab: Lab, previous: Lab | None) -> None:
         pane = self.query_one("#run-tab", TabPane)
@@ -431,6 +442,8 @@ class TuilabApp(App[int]):
                         markup=False)
         finally:
             self._schedule_autosave()
+            if self.lessons.active:
+                self.lessons.refresh()
 
     def _error(self, error: BaseException) -> None:
         text = str(error) if isinstance(error, TuilabError) else (
@@ -1121,6 +1134,33 @@ class TuilabApp(App[int]):
             return
         self._unsaved_then("quit", self._finish)
 
+    def action_lesson_next(self) -> None:
+        self.lessons.next()
+
+    def action_lesson_previous(self) -> None:
+        self.lessons.previous()
+
+    def action_lesson_restart(self) -> None:
+        self.lessons.restart()
+
+    def action_open_lesson(self) -> None:
+        try:
+            from tuilab.core.lessons import load_lessons
+
+            lessons = load_lessons()
+        except Exception as error:
+            self._error(error)
+            return
+
+        def chosen(lesson_id: str | None) -> None:
+            if lesson_id:
+                self._unsaved_then("open a lesson", lambda: self.lessons.open(lesson_id))
+
+        current = self.lessons.lesson.id if self.lessons.lesson is not None else None
+        self.push_screen(ChoiceScreen("Open lesson", [
+            (lesson.id, f"seed {lesson.seed}: {lesson.title} ({len(lesson.steps)} steps)",
+             True) for lesson in lessons], current=current), chosen)
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -1195,11 +1235,13 @@ def _user_lab(spec_arg: str, input_shape: str | None) -> Lab:
 
 def make_app(spec_arg: str | None = None, *, lab: Lab | None = None,
              workspace: Workspace | None = None, workspace_path: Path | None = None,
-             input_shape: str | None = None, offer_restore: bool = False) -> TuilabApp:
+             input_shape: str | None = None, offer_restore: bool = False,
+             lesson: str | None = None, lesson_step: int | None = None) -> TuilabApp:
     """The one factory for the CLI, `tuilab.show` and the tests.
 
     `spec_arg` (a preset, a .toml, or file.py:NAME) is loaded after the first frame; a ready
     `lab` is shown at once; `workspace` is an already-parsed file (drawn before PyTorch loads).
     """
     return TuilabApp(spec_arg, lab=lab, workspace=workspace, workspace_path=workspace_path,
-                     input_shape=input_shape, offer_restore=offer_restore)
+                     input_shape=input_shape, offer_restore=offer_restore, lesson=lesson,
+                     lesson_step=lesson_step)

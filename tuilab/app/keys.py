@@ -88,6 +88,15 @@ KEY_GROUPS: tuple[tuple[str, tuple[Key, ...]], ...] = (
         Key("M", "run_toggle_maximize", "Maximise run panel", "give the run panel the screen",
             "M"),
     )),
+    ("Lessons", (
+        Key("o", "open_lesson", "Open lesson",
+            "walk a seed text step by step (tuilab lessons lists them)", "o"),
+        Key("n", "lesson_next", "Lesson: do / next step",
+            "let the lab do the step's actions, or go on once its figure matches", "n"),
+        Key("N", "lesson_previous", "Lesson: previous step", "back to the step before", "N"),
+        Key("R", "lesson_restart", "Lesson: restart step",
+            "the step's model, input and modes again (after leaving the path)", "R"),
+    )),
     ("Files and views", (
         Key("ctrl+s", "save", "Save workspace", "save (asks for a name the first time)",
             "ctrl+s", "Save"),

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 
-def launch(spec_arg: str, *, input_shape: str | None = None) -> int:
+def launch(spec_arg: str, *, input_shape: str | None = None, lesson: str | None = None,
+           lesson_step: int | None = None) -> int:
     """Run the lab on `spec_arg` (a preset, a workspace .toml, or file.py:NAME)."""
     from tuilab.core.errors import TuilabError
     from tuilab.core.usercode import describe, is_user_code_arg, split_arg
@@ -48,6 +49,7 @@ def launch(spec_arg: str, *, input_shape: str | None = None) -> int:
     from tuilab.app.app import make_app
 
     app = make_app(spec_arg, workspace=workspace, workspace_path=workspace_path,
-                   input_shape=input_shape, offer_restore=True)
+                   input_shape=input_shape, offer_restore=True, lesson=lesson,
+                   lesson_step=lesson_step)
     app.run()
     return app.return_code or 0

@@ -849,12 +849,16 @@ class HookKit:
         self._handles: dict[int, tuple[HookInfo, Any]] = {}
         self._ids = itertools.count(1)
         self.dropped = 0
+        # How often each module's hooks fired, in the order they first fired: the drain
+        # empties the queue for the screen, this stays for a lesson to check.
+        self.fired: dict[str, int] = {}
 
     def _emit(self, path: str, kind: str, message: str) -> None:
         with self._lock:
             if len(self._events) == self._events.maxlen:
                 self.dropped += 1
             self._events.append(HookEvent(path, kind, message))
+            self.fired[path] = self.fired.get(path, 0) + 1
 
     def add(self, model: nn.Module, path: str, kind: str, action: str) -> int:
         """Register a ``kind`` hook doing ``action`` on the module at ``path``; returns its id."""

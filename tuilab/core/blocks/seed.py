@@ -35,10 +35,10 @@ class MLP(nn.Module):
     def __init__(self, in_features: int = 20, hidden: int = 256, out_features: int = 10) -> None:
         super().__init__()
         self.hidden = nn.Linear(in_features, hidden)
-        self.output = nn.Linear(hidden, out_features)
+        self.out = nn.Linear(hidden, out_features)  # the text's name (seed 000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(F.relu(self.hidden(x)))
+        return self.out(F.relu(self.hidden(x)))
 
 
 class MySequential(nn.Module):
