@@ -85,3 +85,25 @@ def test_help_screen(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(_app("mlp"), terminal_size=(120, 40), run_before=open_help)
+
+
+def test_lesson_pane(snap_compare) -> None:
+    """Seed 001's corr2d step after `n`: the expected figure and the lab's, matched."""
+
+    async def walk(pilot: Pilot) -> None:
+        app = pilot.app
+        assert isinstance(app, TuilabApp)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.lessons.lab is not None and app.lab is app.lessons.lab:
+                break
+        await _ready(pilot)
+        await pilot.press("n")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.lessons.result is not None and app.lessons.result.ok:
+                break
+        await _ready(pilot)
+
+    app = make_app("mlp", lesson="001", lesson_step=6)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=walk)

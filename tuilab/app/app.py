@@ -357,8 +357,9 @@ class TuilabApp(App[int]):
         self.header.status = text
         self.header.refresh()
 
-    def _lab_ready(self, lab: Lab) -> None:
-        """A lab was built (at start-up, or a file/preset was opened): show all of it."""
+    def _lab_ready(self, lab: Lab, *, announce: bool = True) -> None:
+        """A lab was built (at start-up, or a file/preset was opened): show all of it.
+        `announce=False` for a lesson's step, whose pane already says what opened."""
         previous = self.lab
         self.lab = lab
         try:
@@ -375,7 +376,7 @@ class TuilabApp(App[int]):
             self._request_summary()
         except Exception as error:  # never leave a half-drawn app without saying why
             self.notify(f"{type(error).__name__}: {error}", severity="error", markup=False)
-        if previous is not None:
+        if previous is not None and announce:
             self.notify(f"opened {lab.name}" + (f" from {lab.path}" if lab.path else ""),
                         markup=False)
         for note in lab.load_messages:

@@ -30,7 +30,7 @@ class LessonController:
         self.result: StepResult | None = None
         self._before: Any = None
         self._busy = False
-        self._acted = False
+        self._did_actions = False
         """`n` already did this step's actions: the next `n` goes on, matched or not."""
 
     @property
@@ -89,9 +89,9 @@ class LessonController:
         if lesson is not self.lesson:
             return
         self.index, self.lab, self._before, self.result = index, lab, before, None
-        self._acted = False
+        self._did_actions = False
         self._remember(index)
-        self.app._lab_ready(lab)
+        self.app._lab_ready(lab, announce=False)
         self.app.code_log.add(f"# lesson {lesson.id}, step {index + 1}: "
                               f"{lesson.steps[index].title}")
         self.refresh()
@@ -108,10 +108,10 @@ class LessonController:
             self.restart()
             return
         matched = self.result is not None and self.result.ok
-        if matched or self._acted or not self.step.actions:
+        if matched or self._did_actions or not self.step.actions:
             self.go(self.index + 1)
             return
-        self._busy = self._acted = True
+        self._busy = self._did_actions = True
         lab, step = self.lab, self.step
         self.app.run_worker(lambda: self._act(lab, step), thread=True, group="lesson",
                             exit_on_error=False)

@@ -195,7 +195,7 @@ def make_lab(step: Step) -> Lab:
     if "preset" in model:
         spec = load_preset(str(model["preset"]))
     else:
-        spec = spec_from_data({"model": {"name": "lesson", **model}},
+        spec = spec_from_data({"model": {"name": step.id, **model}},
                               source=f"step {step.id}")
     return Lab(spec)
 
@@ -261,7 +261,9 @@ def lab_for_step(lesson: Lesson, index: int) -> Lab:
     for step in lesson.steps[start:index]:
         lab = prepare(lab, step)
         act(lab, step)
-    return prepare(lab, lesson.steps[index])
+    lab = prepare(lab, lesson.steps[index])
+    lab.dirty = False  # the lesson can make it again: nothing to save on leaving
+    return lab
 
 
 def run_step(lab: Lab | None, step: Step) -> tuple[Lab, StepResult]:
@@ -309,6 +311,8 @@ def compare(lab: Lab, step: Step, *, before: torch.Tensor | None = None) -> Step
     tol = float(expect.get("tol", 1e-4))
     try:
         got, ok = _CHECKS[kind](lab, str(expect["figure"]), want, tol, before)
+    except NotYet as error:
+        got, ok = str(error), False
     except TuilabError as error:
         got, ok = f"error: {error}", False
     return StepResult(step, describe_expected(expect), got, ok)
@@ -337,7 +341,15 @@ def describe_expected(expect: Mapping[str, Any]) -> str:
         return f"{figure}.std() ≈ {want} (±{expect.get('tol', 1e-4)})"
     if kind == "unchanged":
         return f"{figure} unchanged by the step"
-    return f"{figure}: {kind} {want!r}"
+    if kind == "count":
+        return f"{figure.replace('_', ' ')}: {int(want):,}"
+    if kind == "keys":
+        return f"{figure} keys {list(want)}"
+    if kind == "dtype":
+        return f"{figure}.dtype == torch.{want}"
+    if kind == "training":
+        return f"{figure}.training == {bool(want)}"
+    return f"hooks fire on {', '.join(want)}, in that order"
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -356,8 +368,12 @@ def _figure_tensor(lab: Lab, figure: str) -> torch.Tensor | None:
     return resolve(lab.model, figure, outputs=lab.layer_outputs).tensor
 
 
+class NotYet(TuilabError):
+    """The figure does not exist yet (an output before any forward pass)."""
+
+
 def _no_forward() -> TuilabError:
-    return TuilabError("no forward pass yet: this figure is an output", where="figure")
+    return NotYet("no forward pass yet (f)")
 
 
 def _check_shape(lab: Lab, figure: str, want: Any, tol: float, before: Any) -> tuple[str, bool]:
@@ -403,7 +419,7 @@ def _check_count(lab: Lab, figure: str, want: Any, tol: float, before: Any) -> t
         raise TuilabError(f"count of {figure!r}: choose one of {', '.join(counts)}",
                           where="figure")
     got = counts[figure]()
-    return str(got), got == int(want)
+    return f"{got:,}", got == int(want)
 
 
 def _check_keys(lab: Lab, figure: str, want: Any, tol: float, before: Any) -> tuple[str, bool]:
