@@ -71,11 +71,27 @@ async def lenet_shape_error() -> None:
         app.save_screenshot("tuilab-lenet-shape-error.svg", str(ASSETS))
 
 
+async def lesson_corr2d() -> None:
+    app = make_app("mlp", lesson="001", lesson_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        while app.lessons.lab is None or app.lab is not app.lessons.lab:
+            await pilot.pause(0.05)
+        await _settle(app, pilot)
+        await pilot.press("n")
+        while app.lessons.result is None or not app.lessons.result.ok:
+            await pilot.pause(0.05)
+        await _settle(app, pilot)
+        app.inspector.query_one(TabbedContent).active = "parameters"
+        await pilot.pause(0.2)
+        app.save_screenshot("tuilab-lesson.svg", str(ASSETS))
+
+
 async def main() -> None:
     os.environ.setdefault("TUILAB_DATA_DIR", tempfile.mkdtemp())
     await mlp()
     await resnet_forward()
     await lenet_shape_error()
+    await lesson_corr2d()
 
 
 if __name__ == "__main__":
