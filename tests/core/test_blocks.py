@@ -60,7 +60,7 @@ def test_seed_mlp_matches_hand_computation() -> None:
     assert y.shape == (2, 10)
     h = torch.clamp(x @ net.hidden.weight.T + net.hidden.bias, min=0)
     torch.testing.assert_close(y, h @ net.out.weight.T + net.out.bias)
-    assert [n for n, _ in net.named_children()] == ["hidden", "output"]
+    assert [n for n, _ in net.named_children()] == ["hidden", "out"]  # seed 000's names
 
 
 def test_my_sequential_fills_modules_and_matches_sequential() -> None:
