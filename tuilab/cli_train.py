@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tuilab.cli_commands import fail
+from tuilab.core.units import rate_text
 
 # Bytes of training state per parameter: weights, gradients and Adam's two moments (float32).
 _BYTES_PER_PARAM = 16
@@ -207,17 +208,17 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
                                f"batch {config.batch_size}"))
             with Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} steps/s"), TextColumn("ETA {task.fields[eta]}"),
+                TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
                 TextColumn("loss {task.fields[loss]}"),
                 console=console, transient=False,
             ) as progress:
-                bar = progress.add_task("train", total=config.steps, rate="-", eta="-",
+                bar = progress.add_task("train", total=config.steps, rate=rate_text(0), eta="-",
                                         loss="-")
                 for last in batches:
                     collect(last)
                     eta = "-" if not math.isfinite(last.eta_s) else f"{last.eta_s:.1f}s"
                     progress.update(
-                        bar, completed=last.step, rate=f"{last.steps_per_s:,.0f}", eta=eta,
+                        bar, completed=last.step, rate=rate_text(last.steps_per_s), eta=eta,
                         loss=f"{losses[-1]:.4g}" if losses else "-",
                     )
     except KeyboardInterrupt:

@@ -79,6 +79,7 @@ class RunRecord:
     status: str = "running"  # running | finished | stopped | failed
     error: str = ""
     steps_per_s: float = 0.0
+    output: str = ""  # the tensor of a tuple/dict/dataclass output it trained on
 
     def to_data(self) -> dict[str, Any]:
         # A worker thread may be appending while the UI thread saves: copy each list once,
@@ -94,6 +95,7 @@ class RunRecord:
             "losses": losses[:n], "val_steps": val_steps[:m],
             "val_losses": val_losses[:m], "val_accuracy": val_accuracy[:m],
             "status": self.status, "error": self.error, "steps_per_s": self.steps_per_s,
+            "output": self.output,
         }
 
     @classmethod
@@ -513,7 +515,8 @@ class Lab:
         if self.chosen_input is not None or grad is not None:
             return self._backward_on_input(grad)
 
-        data = self.task_data(samples=max(8, self.input_shape[0]))
+        data = self.task_data(self.train_settings.get("task"),
+                              samples=max(8, self.input_shape[0]))
         batch = slice(0, self.input_shape[0])
         x = data.x_train[batch].to(self.device)
         with _unchanged_on_failure(self.model, "backward pass", x):
@@ -566,10 +569,18 @@ class Lab:
 
         return module_expr(self.editor.spec.root, path)
 
+    @property
+    def default_task(self) -> str:
+        """The spec's task; for a user's module, next-token prediction when it takes token ids
+        (its outputs are logits over the vocabulary), else the teacher, which fits anything."""
+        if self.editor is not None:
+            return self.editor.spec.task
+        return "tokens" if self.takes_tokens else "teacher"
+
     def task_data(self, task: str | None = None, *, samples: int | None = None, seed: int = 0):
         from tuilab.core.tasks import make_task
 
-        name = task or (self.editor.spec.task if self.editor else "teacher")
+        name = task or self.default_task
         return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
                          model=self.model, seed=seed, samples=samples)
 
@@ -664,6 +675,7 @@ class Lab:
         run.val_steps.extend(batch.val_steps)
         run.val_losses.extend(batch.val_losses)
         run.val_accuracy.extend(batch.val_accuracy)
+        run.output = batch.output or run.output
         if batch.error:
             run.status = "failed"
             run.error = batch.error

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tuilab.core.errors import ModeError
+from tuilab.core.outputs import first_tensor, prediction
 
 __all__ = [
     "DTYPES",
@@ -436,23 +437,6 @@ def make_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     return table[name]
 
 
-def first_tensor(value: Any) -> Tensor | None:
-    """The first tensor in a module's output (LSTM returns ``(out, (h, c))``)."""
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for item in value.values():
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # forward / backward reports
 
@@ -491,8 +475,12 @@ class ForwardReport:
 
 @dataclass(frozen=True)
 class BackwardReport:
+    """The loss of one backward pass and each gradient's norm; ``output`` names the tensor of
+    a tuple/dict/dataclass output the loss was computed on ("" for a plain tensor)."""
+
     loss: float
     grad_norms: dict[str, float]
+    output: str = ""
 
 
 def _paths_by_module(model: nn.Module) -> dict[int, list[str]]:
@@ -667,14 +655,16 @@ def backward_report(model: nn.Module, x: Tensor, y: Tensor, loss_name: str) -> B
     x = _match_input(x, device, model_dtype(model))
     y = y.to(device)
     with torch.enable_grad():
-        out = first_tensor(model(x))
+        out, which = prediction(model(x))
         if out is None:
-            raise ValueError("the model returned no tensor, so there is nothing to differentiate")
+            raise ValueError("the model returned no floating-point tensor, so there is nothing "
+                             "to differentiate")
         if y.is_floating_point():
             y = y.to(out.dtype)
         loss = loss_fn(out, y)
         loss.backward()
-    return BackwardReport(loss=float(loss.detach().float().item()), grad_norms=grad_norms(model))
+    return BackwardReport(loss=float(loss.detach().float().item()), grad_norms=grad_norms(model),
+                          output=which)
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.pooling import _AvgPoolNd, _MaxPoolNd
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
+from tuilab.core.outputs import first_tensor
+
 if TYPE_CHECKING:
     from tuilab.core.spec import ModelSpec
 
@@ -431,7 +433,7 @@ class _Recorder:
             return
         self.calls[id(module)] = self.calls.get(id(module), 0) + 1
         if path not in self.shape:
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             self.shape[path] = None if tensor is None else tuple(tensor.shape)
         try:
             macs = _macs(module, args, kwargs, output)
@@ -558,22 +560,6 @@ def _message(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for item in value.values():
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
 # --- MACs ------------------------------------------------------------------------------------
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
 
@@ -590,8 +576,8 @@ def _macs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], outp
     norms, pooling and dropout are elementwise or nearly so and count 0; containers get the
     sum of their children from the table, not from here. Biases are not counted.
     """
-    out = _first_tensor(output)
-    inp = _first_tensor(args)
+    out = first_tensor(output)
+    inp = first_tensor(args)
     if isinstance(module, nn.Linear) and out is not None:
         if module.out_features == 0:
             return 0

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tuilab.core.outputs import prediction
 from tuilab.core.paths import assets_dir
 
 __all__ = [
@@ -643,18 +644,6 @@ def _first_leaf(model: nn.Module) -> nn.Module:
     return model
 
 
-def _first_tensor(out: object) -> Tensor | None:
-    """The output itself, or the first tensor found (depth first) in a tuple/list output."""
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        for item in out:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
 def _reinitialise(teacher: nn.Module, seed: int) -> None:
     """Give ``teacher`` fresh weights drawn from the CPU RNG seeded with ``seed``.
 
@@ -722,6 +711,36 @@ def _run_teacher(teacher: nn.Module, x: Tensor, seed: int) -> tuple[Tensor, bool
     return torch.cat(outputs).to(torch.float32), False
 
 
+def _calibrate_batchnorm(teacher: nn.Module, x: Tensor) -> str:
+    """Give the teacher's BatchNorm layers the statistics of the task's own inputs.
+
+    A re-initialised teacher in eval mode normalises with mean 0 / variance 1, which is no
+    normalisation at all: its targets then come from a different function than the one the
+    student computes in train mode (batch statistics), and a ResNet's targets lose the scale
+    a trained network has. Running the inputs through it once in train mode with a cumulative
+    average (``momentum=None``) makes eval mode normalise as a trained network does.
+    """
+    norms = [m for m in teacher.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or x.shape[0] < 2:
+        return ""
+    chunk = max(2, min(256, 2_000_000 // max(1, math.prod(x.shape[1:]))))
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for begin in range(0, x.shape[0] - 1, chunk):  # batches of 2 or more
+                _call(teacher, x[begin:begin + max(chunk, 2)])
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+            m.eval()
+    return ", BatchNorm statistics measured on these inputs"
+
+
 def _call(teacher: nn.Module, batch: Tensor) -> Tensor:
     try:
         out = teacher(batch)
@@ -730,12 +749,11 @@ def _call(teacher: nn.Module, batch: Tensor) -> Tensor:
             f"task 'teacher': the model fails on a batch of shape {tuple(batch.shape)}: "
             f"{type(err).__name__}: {err}; check input_shape"
         ) from err
-    tensor = _first_tensor(out)
-    if tensor is None or not tensor.is_floating_point():
+    tensor, _ = prediction(out)
+    if tensor is None:
         raise ValueError(
-            f"task 'teacher': the model returns {type(out).__name__}"
-            f"{'' if tensor is None else ' of ' + str(tensor.dtype)}; the teacher needs a "
-            f"floating-point tensor (or a tuple whose first tensor is one)"
+            f"task 'teacher': the model returns {type(out).__name__} with no floating-point "
+            f"tensor in it; the teacher needs one (alone, or in a tuple, dict or dataclass)"
         )
     return tensor.detach()
 
@@ -795,6 +813,7 @@ def _teacher(opts: _Options) -> TaskData:
 
     gen = _generator(opts.seed)
     x = inputs(n, gen)
+    calibrated = _calibrate_batchnorm(teacher, x)
     y, per_sample = _run_teacher(teacher, x, opts.seed + 2)
     scalar_note = (
         " The model returns one scalar per batch, so each target is the model run on that "
@@ -807,7 +826,7 @@ def _teacher(opts: _Options) -> TaskData:
         description=(
             f"Teacher-student: {n} {source} of shape {shape}; targets are the outputs of a "
             f"frozen copy of {type(model).__name__} re-initialised with seed {opts.seed + 1} "
-            f"(eval mode, CPU float32). MSE.{scalar_note}{note}"
+            f"(eval mode, CPU float32{calibrated}). MSE.{scalar_note}{note}"
         ),
     )
 

@@ -429,12 +429,11 @@ def train_defaults(lab: Lab) -> dict[str, Any]:
     """The settings form's starting values: TrainConfig's defaults, the model's task and the
     settings that make that task learn, then the preset's or the lab's last settings (so a
     second run starts from the first one's choices)."""
-    from tuilab.core.training import TASK_DEFAULTS
+    from tuilab.core.training import task_defaults
 
     values = _config_fields()
-    if lab.editable:
-        values["task"] = lab.spec.task
-    values.update(TASK_DEFAULTS.get(values["task"], {}))  # settings known to make it learn
+    values["task"] = lab.default_task
+    values.update(task_defaults(values["task"], lab.model))  # settings known to make it learn
     values.update({k: v for k, v in lab.train_settings.items() if k in values or k == "task"})
     values["device"], values["dtype"] = lab.device, lab.dtype_name
     return values

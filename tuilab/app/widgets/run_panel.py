@@ -54,10 +54,16 @@ from tuilab.app.screens.dialogs import modal_frame_css
 from tuilab.app.screens.train_settings import TrainSettingsScreen
 from tuilab.app.widgets.heatmap import Heatmap
 from tuilab.app.widgets.loss_plot import LossPlot
+from tuilab.core.units import rate_text
 
 if TYPE_CHECKING:
     from tuilab.core.lab import Lab, LabUpdate, RunRecord
     from tuilab.core.training import MetricsBatch
+
+
+def _on_output(run: RunRecord) -> str:
+    """` · on output.logits` when the model returns a tuple/dict/dataclass (else nothing)."""
+    return f" · on {run.output}" if run.output else ""
 
 
 def _eta(seconds: float) -> str:
@@ -474,8 +480,9 @@ class RunPanel(Widget, can_focus=True):
         except Exception as err:
             self._error(err)
             return
+        on = f" on {report.output}" if report.output else ""
         self.query_one("#backward-loss", Static).update(
-            f"loss {report.loss:.6g} · gradients accumulate until zero_grad (g)")
+            f"loss {report.loss:.6g}{on} · gradients accumulate until zero_grad (g)")
         self._fill("#backward-table", rows)
         self._show_tab("tab-backward")
         self._changed(update)
@@ -843,7 +850,8 @@ class RunPanel(Widget, can_focus=True):
         state = " · paused" if self.paused and not batch.done else ""
         self._set_stats(
             f"{run.name} · step {batch.step}/{batch.total_steps} · "
-            f"{batch.steps_per_s:,.0f} steps/s · ETA {_eta(batch.eta_s)}{loss}{accuracy}{state}")
+            f"{rate_text(batch.steps_per_s)} · ETA {_eta(batch.eta_s)}{loss}{accuracy}{state}"
+            f"{_on_output(run)}")
 
     def _set_stats(self, text: str) -> None:
         # layout=False: the line has a fixed size, and a layout pass of the whole screen
@@ -905,7 +913,7 @@ class RunPanel(Widget, can_focus=True):
             where = f" (at {batch.error_path})" if batch and batch.error_path else ""
             self._error(RuntimeError(f"{run.name} failed: {run.error}{where}"))
         else:
-            rate = f", {run.steps_per_s:,.0f} steps/s" if run.steps_per_s else ""
+            rate = f", {rate_text(run.steps_per_s)}" if run.steps_per_s else ""
             last = f", loss {run.losses[-1]:.4g}" if run.losses else ""
             self.notify(f"{run.name} {run.status} after {len(run.steps)} steps{rate}{last}",
                         markup=False)
