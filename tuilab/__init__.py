@@ -19,22 +19,17 @@ def show(model: Any, input_shape: Sequence[int] | str | None = None, *,
     """Open the lab on `model` (an `nn.Module`) and block until the user quits.
 
     `input_shape` includes the batch dimension, e.g. ``(1, 3, 32, 32)``; without it tuilab
-    guesses one from the first Linear, Conv or Embedding. The module is inspected, run and
+    tries what the model says about itself (``image_size``, the first Conv, Embedding or
+    Linear) and asks when nothing runs. The module is inspected, run and
     trained as it is (palette edits are off: it was not built from the palette).
     """
     from torch import nn
 
     from tuilab.app.app import make_app
-    from tuilab.core.edits import check_input_shape
-    from tuilab.core.lab import Lab
-    from tuilab.core.usercode import guess_input
+    from tuilab.core.usercode import module_lab
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"tuilab.show needs an nn.Module, not {type(model).__name__}")
-    shape, tokens, vocab = guess_input(model)
-    if input_shape is not None:
-        shape = check_input_shape(input_shape if isinstance(input_shape, str)
-                                  else tuple(input_shape))
-    lab = Lab(module=model, input_shape=shape, name=name or type(model).__name__,
-              takes_tokens=tokens, vocab_size=vocab)
-    make_app(lab=lab).run()
+    shape = input_shape if input_shape is None or isinstance(input_shape, str) else tuple(
+        input_shape)
+    make_app(lab=module_lab(model, name or type(model).__name__, shape)).run()

@@ -387,6 +387,7 @@ class TuilabApp(App[int]):
             self.notify("your own module: inspection, modes and runs work; palette edits are "
                         "off (it was not built from the palette)", severity="information",
                         markup=False, timeout=8)
+            self._ask_if_no_guess_ran(lab)
         # A big model's objects make every full garbage collection slow (160-240 ms on
         # gpt2_xl, a visible hitch after an edit); move what exists now out of its reach
         # (freeze alone: a collection first would cost the start-up as much again), and
@@ -399,6 +400,18 @@ class TuilabApp(App[int]):
             self.lessons.open(lesson_id, step)
         elif self.lessons.active:
             self.lessons.refresh()  # another lab: the pane says the learner left the path
+
+    def _ask_if_no_guess_ran(self, lab: Lab) -> None:
+        """None of the inputs the model suggests ran: ask for one, showing where it failed."""
+        guess = lab.input_guess
+        if guess is None or guess.ok:
+            return
+        shape = ", ".join(str(d) for d in guess.shape)
+        self._ask_input_shape(
+            "What input does your model take?",
+            f"tuilab tried {guess.tried} input(s) from what the model says about itself; "
+            f"({shape}) fails in {guess.error_path or '(model)'}: {guess.error_message}\n"
+            "Type the shape it takes, batch first (escape keeps this one).")
 
     def _mount_run_panel(self, lab: Lab, previous: Lab | None) -> None:
         pane = self.query_one("#run-tab", TabPane)
@@ -800,6 +813,9 @@ class TuilabApp(App[int]):
         self.palette.query_one("#palette-search").focus()
 
     def action_set_input_shape(self) -> None:
+        self._ask_input_shape("Input shape (batch first)", "e.g. 1, 1, 32, 32")
+
+    def _ask_input_shape(self, title: str, hint: str) -> None:
         lab = self._need_lab()
         if lab is None:
             return
@@ -815,8 +831,7 @@ class TuilabApp(App[int]):
                 return
             self._apply(update)
 
-        self.push_screen(TextPrompt("Input shape (batch first)", current,
-                                    hint="e.g. 1, 1, 32, 32"), done)
+        self.push_screen(TextPrompt(title, current, hint=hint), done)
 
     # --- modes ----------------------------------------------------------------------------
     def _mode(self, call: Callable[[], LabUpdate]) -> None:
@@ -826,6 +841,7 @@ class TuilabApp(App[int]):
             self._error(error)
             return
         self._apply(update, reshape=False)
+        self._request_summary()  # a mode, device or dtype changes what the forward does
         panel = self.run_panel()
         if panel is not None and hasattr(panel, "_update_status"):
             with contextlib.suppress(Exception):
@@ -1222,16 +1238,10 @@ def _with_input_shape(workspace: Workspace, input_shape: str | None) -> Workspac
 
 def _user_lab(spec_arg: str, input_shape: str | None) -> Lab:
     """Import the user's module (after they confirmed) and wrap it in a lab."""
-    from tuilab.core.edits import check_input_shape
-    from tuilab.core.lab import Lab
-    from tuilab.core.usercode import guess_input, load_user_module
+    from tuilab.core.usercode import load_user_module, module_lab
 
     module, name = load_user_module(spec_arg)
-    shape, tokens, vocab = guess_input(module)
-    if input_shape:
-        shape = check_input_shape(input_shape)
-    return Lab(module=module, input_shape=shape, name=name, takes_tokens=tokens,
-               vocab_size=vocab)
+    return module_lab(module, name, input_shape or None)
 
 
 def make_app(spec_arg: str | None = None, *, lab: Lab | None = None,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from tuilab.core.inputs import ChosenInput, ValueChange
+    from tuilab.core.input_guess import InputGuess
     from tuilab.core.introspect import TensorStats
     from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
@@ -146,6 +147,7 @@ class Lab:
         self._logged_input: ChosenInput | None = None
         self.layer_outputs: dict[str, torch.Tensor] = {}
         self._journal: list[str | ValueChange] = []
+        self.input_guess: InputGuess | None = None  # how a user module's input was chosen
         if module is not None:
             self.builder = None
             self.model = module

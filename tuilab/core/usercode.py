@@ -24,7 +24,9 @@ from tuilab.core.errors import SpecFileError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["describe", "guess_input", "is_user_code_arg", "load_user_module", "split_arg"]
+    from tuilab.core.lab import Lab
+
+__all__ = ["describe", "is_user_code_arg", "load_user_module", "module_lab", "split_arg"]
 
 
 def is_user_code_arg(text: str) -> bool:
@@ -144,27 +146,27 @@ def _check_no_required_args(target: Any, where: str) -> None:
             "with no arguments that returns the module", where=where)
 
 
-def guess_input(module: nn.Module) -> tuple[tuple[int, ...], bool, int | None]:
-    """A plausible input for a module nobody described: (shape, takes_tokens, vocab_size).
+def module_lab(module: nn.Module, name: str, input_shape: Any = None) -> Lab:
+    """A lab on the user's module, on the input given or else the first guess that runs.
 
-    The first Linear's in_features, the first Conv's in_channels (a 32-wide image), or token
-    ids for a first Embedding; (1, 1) when nothing tells. `--input-shape` overrides it.
+    ``lab.input_guess`` keeps the guess (None when the input was given): when no candidate
+    ran, the app asks for a shape and shows the failing node, instead of opening on an error.
+    A given shape still takes token ids when the model starts with an Embedding.
     """
-    from torch import nn
+    from tuilab.core.edits import check_input_shape
+    from tuilab.core.input_guess import candidates, guess_input
+    from tuilab.core.lab import Lab
 
-    for sub in module.modules():
-        if isinstance(sub, nn.Embedding):
-            return (1, 16), True, int(sub.num_embeddings)
-        if isinstance(sub, nn.Linear):
-            return (1, int(sub.in_features)), False, None
-        if isinstance(sub, (nn.Conv1d, nn.ConvTranspose1d)):
-            return (1, int(sub.in_channels), 32), False, None
-        if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d)):
-            return (1, int(sub.in_channels), 32, 32), False, None
-        if isinstance(sub, (nn.Conv3d, nn.ConvTranspose3d)):
-            return (1, int(sub.in_channels), 16, 16, 16), False, None
-        if isinstance(sub, (nn.RNNBase,)):
-            return (1, 8, int(sub.input_size)), False, None
-        if isinstance(sub, nn.TransformerEncoderLayer):
-            return (1, 8, int(sub.self_attn.embed_dim)), False, None
-    return (1, 1), False, None
+    guess = None
+    if input_shape is not None:
+        first = candidates(module)[0]  # reads the model only: nothing runs
+        shape, tokens, vocab = check_input_shape(input_shape), first.takes_tokens, \
+            first.vocab_size
+    else:
+        guess = guess_input(module)
+        shape, tokens, vocab = (guess.shape, guess.candidate.takes_tokens,
+                                guess.candidate.vocab_size)
+    lab = Lab(module=module, input_shape=shape, name=name, takes_tokens=tokens,
+              vocab_size=vocab)
+    lab.input_guess = guess
+    return lab

@@ -9,7 +9,7 @@ test dependencies): each has the trait that made the real one open badly or run 
   after an optional ``loss``, as transformers orders it).
 - ``DictNet``: returns a dict whose first tensor is not the prediction.
 - ``TupleNet``: returns (features, logits)-style tuple whose first entry is an int tensor.
-The file is importable as ``tests/realish_models.py:NAME`` (every NAME takes no arguments).
+The file is importable as ``tests/core/realish_models.py:NAME`` (every NAME takes no arguments).
 """
 
 from __future__ import annotations
@@ -165,4 +165,4 @@ class Pickyish(nn.Module):
         self.scale = nn.Parameter(torch.ones(7, 9))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.scale).sum(-1)
+        return (x.reshape(x.shape[0], 7, 9) * self.scale).sum(-1)
