@@ -130,7 +130,7 @@ async def test_user_module_after_confirmation(user_file: Path) -> None:
         await settle(pilot)
         lab = app.lab
         assert lab is not None and not lab.editable
-        assert lab.input_shape == (1, 3, 32, 32)  # guessed from the first Conv2d
+        assert lab.input_shape == (2, 3, 32, 32)  # the first Conv2d; BatchNorm trains: 2
         assert app.builder.read_only
         assert {"", "conv", "bn", "head"} <= set(module_labels(app))
         assert "bn.running_mean" in app.lab.snapshot.buffers

@@ -1009,6 +1009,11 @@ class TuilabApp(App[int]):
                          answer)
 
     def action_save(self) -> None:
+        if self.lab is not None and not self.lab.editable:  # a user's module: its weights
+            from tuilab.app.weights_prompt import save_weights_as
+
+            save_weights_as(self, self.lab)
+            return
         self._save()
 
     def action_save_as(self, then: Callable[[], None] | None = None) -> None:
@@ -1030,6 +1035,11 @@ class TuilabApp(App[int]):
     def _unsaved_then(self, what: str, proceed: Callable[[], None]) -> None:
         """Run `proceed` now, or after the user saved or discarded the unsaved work."""
         lab = self.lab
+        if lab is not None and lab.weights_unsaved:
+            from tuilab.app.weights_prompt import ask_to_save_weights
+
+            ask_to_save_weights(self, lab, what, proceed)
+            return
         if lab is None or not lab.dirty or not lab.editable:
             proceed()
             return

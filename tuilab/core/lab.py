@@ -148,6 +148,9 @@ class Lab:
         self.layer_outputs: dict[str, torch.Tensor] = {}
         self._journal: list[str | ValueChange] = []
         self.input_guess: InputGuess | None = None  # how a user module's input was chosen
+        self.weights_unsaved = False
+        """A user's module was trained since its weights were last saved: no workspace file
+        holds them, so quitting asks (see `save_weights`)."""
         if module is not None:
             self.builder = None
             self.model = module
@@ -669,6 +672,8 @@ class Lab:
             if run.status == "running":
                 run.status = "finished"
             self.dirty = True  # the run's history is part of the workspace
+            if run.steps and self.editor is None:
+                self.weights_unsaved = True
 
     @staticmethod
     def _record(run: RunRecord, batch: MetricsBatch) -> None:
@@ -732,6 +737,20 @@ class Lab:
         except Exception as error:  # never lose the session over its safety copy
             return f"autosave failed: {error}"
         return None
+
+    def weights_path(self) -> str:
+        """Where trained weights are offered to go: `<name>.safetensors` in the folder."""
+        return f"{self.name}.safetensors"
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write the model's state_dict as safetensors (atomically); WeightsError says why
+        not (a .pt name, a missing folder, a full disk) and leaves any old file whole."""
+        from tuilab.core.weights import save_weights
+
+        target = Path(path).expanduser()
+        save_weights(self.model, target)
+        self.weights_unsaved = False
+        return target
 
     def set_input_shape(self, text: str) -> LabUpdate:
         shape = check_input_shape(text)

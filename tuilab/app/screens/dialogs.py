@@ -177,15 +177,18 @@ class UnsavedScreen(ModalScreen[str]):
     ]
     DEFAULT_CSS = dialog_css("UnsavedScreen")
 
-    def __init__(self, what: str = "quit") -> None:
+    def __init__(self, what: str = "quit", *, title: str = "Unsaved changes",
+                 body: str = "The model has changes that are not saved.") -> None:
         super().__init__()
         self.what = what
+        self.title_text = title
+        self.body = body
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("Unsaved changes", classes="dialog-title")
-            yield Static(f"The model has changes that are not saved. Save them before you "
-                         f"{self.what}?", classes="dialog-body", markup=False)
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(f"{self.body} Save them before you {self.what}?",
+                         classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Discard", variant="error", id="discard")
