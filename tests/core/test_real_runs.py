@@ -151,3 +151,49 @@ def test_teacher_lr_is_lowered_only_for_batchnorm_models() -> None:
 ])
 def test_a_slow_pace_is_shown_not_rounded_to_zero(rate: float, text: str) -> None:
     assert rate_text(rate) == text
+
+
+class _TokenClassifier(nn.Module):
+    """Token ids in, one row of class scores per sequence out (BERT for classification)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(self.embed(ids).mean(1))}
+
+
+def test_a_token_classifier_defaults_to_the_teacher_not_next_token() -> None:
+    lab = module_lab(_TokenClassifier(), "classifier")
+    assert lab.takes_tokens and lab.default_task == "teacher"
+    report, _ = lab.backward()
+    assert report.output == "output['logits']"
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_transformers_models_from_a_config_open_train_and_backward(kind: str) -> None:
+    """Optional: transformers is not a test dependency (skipped where it is absent). Small
+    configs, built offline: nothing comes from a hub."""
+    transformers = pytest.importorskip("transformers")
+    small = {"vocab_size": 100}
+    if kind == "gpt2":
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            n_layer=1, n_head=2, n_embd=16, n_positions=32, **small))
+    elif kind == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, hidden_size=16,
+            intermediate_size=32, max_position_embeddings=32, **small))
+    else:
+        model = transformers.BertForSequenceClassification(transformers.BertConfig(
+            num_hidden_layers=1, num_attention_heads=2, hidden_size=16, intermediate_size=32,
+            max_position_embeddings=32, num_labels=3, **small))
+    lab = module_lab(model, kind)
+    assert lab.input_guess is not None and lab.input_guess.ok and lab.summary().ok
+    assert lab.default_task == ("teacher" if kind == "bert" else "tokens")
+    run = lab.start_run({**train_defaults(lab), "steps": 2, "val_every": 2, "batch_size": 4})
+    list(lab.train(run, threading.Event()))
+    assert run.status == "finished", run.error
+    assert run.output == "output.logits"
+    assert lab.backward()[0].output == "output.logits"

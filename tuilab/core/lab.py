@@ -148,6 +148,7 @@ class Lab:
         self.layer_outputs: dict[str, torch.Tensor] = {}
         self._journal: list[str | ValueChange] = []
         self.input_guess: InputGuess | None = None  # how a user module's input was chosen
+        self._per_token_output: dict[tuple[int, ...], bool] = {}
         self.weights_unsaved = False
         """A user's module was trained since its weights were last saved: no workspace file
         holds them, so quitting asks (see `save_weights`)."""
@@ -577,10 +578,17 @@ class Lab:
     @property
     def default_task(self) -> str:
         """The spec's task; for a user's module, next-token prediction when it takes token ids
-        (its outputs are logits over the vocabulary), else the teacher, which fits anything."""
+        and returns a row of logits per token (a language model), else the teacher, which fits
+        anything (a sequence classifier such as BERT's is fitted by the teacher)."""
         if self.editor is not None:
             return self.editor.spec.task
-        return "tokens" if self.takes_tokens else "teacher"
+        if not self.takes_tokens:
+            return "teacher"
+        key = tuple(self.input_shape)
+        if key not in self._per_token_output:
+            out = self.summary().output_shape
+            self._per_token_output[key] = bool(out and len(out) == 3 and out[:2] == key[:2])
+        return "tokens" if self._per_token_output[key] else "teacher"
 
     def task_data(self, task: str | None = None, *, samples: int | None = None, seed: int = 0):
         from tuilab.core.tasks import make_task
