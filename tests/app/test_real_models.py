@@ -80,7 +80,8 @@ async def test_a_model_that_tells_nothing_is_asked_about_showing_the_failure() -
         assert app.summary.ok and app.summary.output_shape == (2, 7)
 
 
-async def _train_user_module(pilot: Pilot[Any]) -> TuilabApp:
+async def _train_then_quit(pilot: Pilot[Any]) -> TuilabApp:
+    """Open DictNet, train it 5 steps with real keys, press q: the weights question shows."""
     app = await _open(pilot)
     await ready(pilot)
     await start_run(pilot, 5)
@@ -89,6 +90,9 @@ async def _train_user_module(pilot: Pilot[Any]) -> TuilabApp:
     await settle(pilot)
     assert app.lab.runs[-1].status == "finished"
     assert app.lab.weights_unsaved
+    await pilot.press("q")
+    await pilot.pause()
+    assert isinstance(app.screen, UnsavedScreen)
     return app
 
 
@@ -97,10 +101,7 @@ async def test_quitting_after_training_a_user_module_asks_to_save_its_weights(
     target = tmp_path / "trained.safetensors"
     app = make_app(f"{MODELS}:DictNet")
     async with app.run_test(size=SIZE) as pilot:
-        await _train_user_module(pilot)
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, UnsavedScreen)
+        await _train_then_quit(pilot)
         await pilot.press("enter")  # the default is Cancel: nothing lost, still running
         await pilot.pause()
         assert app.is_running and not isinstance(app.screen, UnsavedScreen)
@@ -123,10 +124,7 @@ async def test_discarding_trained_weights_is_a_deliberate_key(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     app = make_app(f"{MODELS}:DictNet")
     async with app.run_test(size=SIZE) as pilot:
-        await _train_user_module(pilot)
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, UnsavedScreen)
+        await _train_then_quit(pilot)
         await pilot.press("d")
         await pilot.pause()
     assert app.return_value == 0
