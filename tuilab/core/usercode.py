@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from tuilab.core.lab import Lab
 
-__all__ = ["describe", "is_user_code_arg", "load_user_module", "module_lab", "split_arg"]
+__all__ = ["describe", "guess_input", "is_user_code_arg", "load_user_module", "module_lab",
+           "split_arg"]
 
 
 def is_user_code_arg(text: str) -> bool:
@@ -144,6 +145,15 @@ def _check_no_required_args(target: Any, where: str) -> None:
         raise SpecFileError(
             f"needs arguments ({', '.join(required)}); give them defaults, or write a function "
             "with no arguments that returns the module", where=where)
+
+
+def guess_input(module: nn.Module) -> tuple[tuple[int, ...], bool, int | None]:
+    """(shape, takes_tokens, vocab_size) of the first input that runs (see core/input_guess:
+    what the model says about itself, each candidate tried on meta). For the CLI's summary."""
+    from tuilab.core.input_guess import guess_input as first_that_runs
+
+    guess = first_that_runs(module)
+    return guess.shape, guess.candidate.takes_tokens, guess.candidate.vocab_size
 
 
 def module_lab(module: nn.Module, name: str, input_shape: Any = None) -> Lab:
