@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from app_helpers import settle
 from safetensors.torch import load_file
-from test_runs import ready, start_run, wait_for
+from test_runs import ready, start_run, text_of, wait_for
 from textual.pilot import Pilot
 
 from tuilab.app.app import TuilabApp, make_app
@@ -83,12 +83,13 @@ async def test_a_model_that_tells_nothing_is_asked_about_showing_the_failure() -
 async def _train_then_quit(pilot: Pilot[Any]) -> TuilabApp:
     """Open DictNet, train it 5 steps with real keys, press q: the weights question shows."""
     app = await _open(pilot)
-    await ready(pilot)
+    panel = await ready(pilot)
     await start_run(pilot, 5)
     await wait_for(pilot, lambda: bool(app.lab.runs) and app.lab.runs[-1].status != "running"
                    and not app.lab.busy_reason, what="the run")
     await settle(pilot)
     assert app.lab.runs[-1].status == "finished"
+    assert "on output['logits']" in text_of(panel, "#run-status")  # says what it trained on
     assert app.lab.weights_unsaved
     await pilot.press("q")
     await pilot.pause()

@@ -430,7 +430,7 @@ class RunPanel(Widget, can_focus=True):
         if self.run is not None:
             state = ("paused" if self.paused else self.run.status) if self.running else (
                 self.run.status)
-            parts.append(f"{self.run.name}: {state}")
+            parts.append(f"{self.run.name}: {state}{_on_output(self.run)}")
         return " · ".join(parts)
 
     def _update_status(self) -> None:
