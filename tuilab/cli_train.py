@@ -266,7 +266,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
 
     _plot(console, all_steps, losses, val_steps, val_losses)
     if losses:
-        line = (f"{steps_done} steps in {seconds:.1f}s ({result['steps_per_s']:,.0f} steps/s): "
+        line = (f"{steps_done} steps in {seconds:.1f}s ({rate_text(result['steps_per_s'])}): "
                 f"loss {losses[0]:.4g} → {losses[-1]:.4g}")
         if val_losses:
             line += f", val {val_losses[-1]:.4g}"

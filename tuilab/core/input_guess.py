@@ -7,7 +7,7 @@ first, and each candidate is *tried* (the shape summary on the meta device: no m
 time) until one runs:
 
 1. ``image_size`` / ``img_size`` on the model or on its ``config`` (transformers keeps it
-   there), with the first Conv's ``in_channels`` (or ``config.num_channels``);
+   there), with the first Conv's ``in_channels``;
 2. a first Conv: an adaptive pool behind it admits any size, so ImageNet's 224 first; else
    32, then the other common sizes;
 3. a first Embedding: token ids, as many as its position table (``n_positions``,
