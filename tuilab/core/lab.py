@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tuilab.core.inputs import ChosenInput, ValueChange
     from tuilab.core.input_guess import InputGuess
+    from tuilab.core.inputs import ChosenInput, ValueChange
     from tuilab.core.introspect import TensorStats
     from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
