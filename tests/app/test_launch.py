@@ -241,4 +241,10 @@ async def test_forward_key_reaches_the_run_panel() -> None:
         before = app.lab.code_log[:]
         await pilot.press("f")
         await settle(pilot)
-        assert app.lab.code_log[len(before):] == ["out = net(x)"]
+        first = app.lab.code_log[len(before):]
+        assert len(first) == 1 and first[0].splitlines()[-1] == "out = net(x)"
+        assert "x = torch.rand(2, 20" in first[0]  # the seeded input, written once
+        before = app.lab.code_log[:]
+        await pilot.press("f")
+        await settle(pilot)
+        assert app.lab.code_log[len(before):] == ["out = net(x)"]  # the same x again
