@@ -2,8 +2,10 @@
 
 The model runs once on the *meta* device: tensors there carry shape and dtype but no data, so
 a 1.6 B-parameter GPT-2 XL "runs" in well under a second and a few hundred MB. A forward
-pre-hook and a forward hook on every module record, per layer, the output shape and the
-multiply-accumulates of each call. When a forward fails, the failing layer is the innermost
+pre-hook and a forward hook on every module record, per layer, the output shape of each call
+and keep a stack of the modules running; :class:`tuilab.core.flops.MacCounter` watches the
+operators underneath and charges every matrix product to the module on top of that stack, so
+functional attention and foreign layers count as much as ``nn.Linear`` does. When a forward fails, the failing layer is the innermost
 one whose forward started and did not finish; everything recorded before it is kept, so the
 user sees the partial table up to the broken layer (torchinfo cannot: its #288), with torch's
 own message and, where the cause is plain, a hint (``in_features should be 400``).
@@ -39,6 +41,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.pooling import _AvgPoolNd, _MaxPoolNd
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
+from tuilab.core.flops import OPAQUE, MacCounter, module_macs
 from tuilab.core.outputs import first_tensor
 
 if TYPE_CHECKING:
@@ -388,6 +391,7 @@ class _Recorder:
         self.macs: dict[str, int] = {}
         self.calls: dict[int, int] = {}
         self.counters: dict[tuple[int, str | None], int] = {}
+        self.opaque = 0  # how many modules on the stack price their own calls (flops.OPAQUE)
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         seen: set[int] = set()
         for _, module in self.rows:
@@ -419,6 +423,14 @@ class _Recorder:
 
     def _pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.stack.append((module, self._attribute(module), args, kwargs))
+        if isinstance(module, OPAQUE):
+            self.opaque += 1
+
+    def charge(self) -> str | None:
+        """The path an operator's MACs go to: the running module's (None inside OPAQUE)."""
+        if self.opaque:
+            return None
+        return self.stack[-1][1] if self.stack else ""
 
     def _post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
               output: Any) -> None:
@@ -427,6 +439,7 @@ class _Recorder:
         for index in range(len(self.stack) - 1, -1, -1):
             if self.stack[index][0] is module:
                 path = self.stack[index][1]
+                self.opaque -= sum(isinstance(entry[0], OPAQUE) for entry in self.stack[index:])
                 del self.stack[index:]
                 break
         else:
@@ -435,11 +448,12 @@ class _Recorder:
         if path not in self.shape:
             tensor = first_tensor(output)
             self.shape[path] = None if tensor is None else tuple(tensor.shape)
-        try:
-            macs = _macs(module, args, kwargs, output)
-        except Exception:  # counting must never break the run it watches
-            macs = 0
-        self.macs[path] = self.macs.get(path, 0) + macs
+        if isinstance(module, OPAQUE) and not self.opaque:
+            try:
+                macs = module_macs(module, args)
+            except Exception:  # counting must never break the run it watches
+                macs = 0
+            self.macs[path] = self.macs.get(path, 0) + macs
 
 
 def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
@@ -447,10 +461,11 @@ def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
     """Run ``model(x)`` with hooks; return the summary and the exception, if one was raised."""
     modes = {module: module.training for module in model.modules()}
     recorder = _Recorder(model)
+    counter = MacCounter(recorder.charge)
     error: ShapeError | None = None
     caught: BaseException | None = None
     try:
-        with _no_mha_fastpath(), torch.no_grad():
+        with _no_mha_fastpath(), torch.no_grad(), counter:
             try:
                 model(x)
             except Exception as exc:  # the user's model failing is the result, not a crash
@@ -464,6 +479,8 @@ def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
         recorder.remove()
         for module, training in modes.items():
             module.training = training
+    for path, macs in counter.macs.items():
+        recorder.macs[path] = recorder.macs.get(path, 0) + macs
     return _table(model, recorder, name, tuple(x.shape), error, method), caught
 
 
@@ -558,86 +575,6 @@ def _message(error: BaseException) -> str:
     if isinstance(error, KeyError) and text.startswith("'"):
         text = text.strip("'")
     return text or type(error).__name__
-
-
-# --- MACs ------------------------------------------------------------------------------------
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
-
-
-def _macs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> int:
-    """Multiply-accumulates of one call; 0 for every module not listed here.
-
-    Counted: Linear (in·out per output row; LazyLinear once inferred), Bilinear (in1·in2·out
-    per row), Conv1d/2d/3d (output elements × in_channels/groups × kernel elements),
-    ConvTranspose (input elements × out_channels/groups × kernel elements: each input value
-    is spread over a kernel-sized window), RNN/LSTM/GRU and their cells (gates × (input +
-    hidden) × hidden per step, per layer and direction), MultiheadAttention (the q/k/v and
-    output projections plus QKᵀ and attention × V). Embedding is a lookup: 0. Activations,
-    norms, pooling and dropout are elementwise or nearly so and count 0; containers get the
-    sum of their children from the table, not from here. Biases are not counted.
-    """
-    out = first_tensor(output)
-    inp = first_tensor(args)
-    if isinstance(module, nn.Linear) and out is not None:
-        if module.out_features == 0:
-            return 0
-        return out.numel() // module.out_features * module.in_features * module.out_features
-    if isinstance(module, nn.Bilinear) and out is not None:
-        rows = out.numel() // max(module.out_features, 1)
-        return rows * module.in1_features * module.in2_features * module.out_features
-    if isinstance(module, _ConvNd) and out is not None and inp is not None:
-        kernel = math.prod(module.kernel_size)
-        if module.transposed:
-            return inp.numel() * (module.out_channels // module.groups) * kernel
-        return out.numel() * (module.in_channels // module.groups) * kernel
-    if isinstance(module, nn.RNNBase) and inp is not None:
-        steps = inp.numel() // max(inp.shape[-1], 1)
-        return steps * _rnn_step_macs(module)
-    if isinstance(module, nn.RNNCellBase) and inp is not None:
-        gates = {nn.LSTMCell: 4, nn.GRUCell: 3}.get(type(module), 1)
-        rows = inp.numel() // max(module.input_size, 1)
-        return rows * gates * (module.input_size + module.hidden_size) * module.hidden_size
-    if isinstance(module, nn.MultiheadAttention):
-        return _attention_macs(module, args, kwargs)
-    return 0
-
-
-def _rnn_step_macs(module: nn.RNNBase) -> int:
-    gates = _GATES.get(module.mode, 1)
-    directions = 2 if module.bidirectional else 1
-    hidden = module.hidden_size
-    proj = getattr(module, "proj_size", 0) or 0
-    recurrent = proj or hidden
-    total = 0
-    for layer in range(module.num_layers):
-        layer_in = module.input_size if layer == 0 else recurrent * directions
-        total += gates * (layer_in + recurrent) * hidden + hidden * proj
-    return total * directions
-
-
-def _attention_macs(module: nn.MultiheadAttention, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> int:
-    names = ("query", "key", "value")
-    given = {name: args[i] for i, name in enumerate(names) if i < len(args)}
-    given.update({k: v for k, v in kwargs.items() if k in names})
-    query = given.get("query")
-    if not isinstance(query, torch.Tensor):
-        return 0
-    key = given.get("key")
-    key = key if isinstance(key, torch.Tensor) else query
-
-    def batch_and_length(t: torch.Tensor) -> tuple[int, int]:
-        if t.dim() == 3:
-            first, second = t.shape[0], t.shape[1]
-            return (first, second) if module.batch_first else (second, first)
-        return 1, t.shape[0]
-
-    n, q_len = batch_and_length(query)
-    _, k_len = batch_and_length(key)
-    e = module.embed_dim
-    projections = q_len * e * e + k_len * module.kdim * e + k_len * module.vdim * e
-    attention = 2 * q_len * k_len * e  # QKᵀ over all heads, then the weights times V
-    return n * (projections + attention + q_len * e * e)
 
 
 # --- hints -----------------------------------------------------------------------------------
