@@ -109,7 +109,9 @@ def print_summary(console: Console, summary: Summary) -> None:
         label = "  " * layer.depth + (layer.path or "(model)")
         shape = _shape(layer.output_shape) if layer.output_shape is not None else "—"
         params = f"{layer.params:,}"
-        if layer.shared_with is not None:
+        if layer.tied_params:
+            params += f" ({', '.join(layer.tied_params)} shared with {layer.shared_with})"
+        elif layer.shared_with is not None:
             params += f" (shared with {layer.shared_with})" if layer.calls == 0 else ""
         calls = f" ×{layer.calls}" if layer.calls > 1 else ""
         style = "bold red" if layer.path == failing else ("dim" if layer.output_shape is None
@@ -118,10 +120,10 @@ def print_summary(console: Console, summary: Summary) -> None:
                       Text(_human(layer.macs) if layer.macs else "–"), style=style)
     console.print(table)
     shared = sum(1 for layer in summary.layers if layer.shared_with is not None and
-                 layer.calls == 0)
+                 (layer.calls == 0 or layer.tied_params))
     lines = [
         f"total params:     {summary.total_params:,}"
-        + (" (shared layers counted once)" if shared else ""),
+        + (" (shared layers and weights counted once)" if shared else ""),
         f"trainable params: {summary.trainable_params:,}",
         f"param memory:     {size_text(summary.param_bytes, digits=2)}",
         f"MACs:             {_human(summary.total_macs)} ({summary.total_macs:,})",

@@ -1223,7 +1223,9 @@ def summary_shapes(summary: Any) -> tuple[dict[str, ShapeInfo], str | None, str]
         path = getattr(layer, "path", "")
         if path in shapes:
             continue  # a module called twice: its first call's shape
-        shapes[path] = ShapeInfo(shape_text(output) if output is not None else "", params)
+        tied = getattr(layer, "tied_params", ())
+        shared = f"{', '.join(tied)} ⇄ {layer.shared_with}" if tied else None
+        shapes[path] = ShapeInfo(shape_text(output) if output is not None else "", params, shared)
     if "" not in shapes and getattr(summary, "output_shape", None) is not None:
         shapes[""] = ShapeInfo(shape_text(summary.output_shape),
                                getattr(summary, "total_params", None))

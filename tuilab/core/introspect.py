@@ -124,6 +124,9 @@ class ModuleRow:
     extra_repr: str
     shared_with: tuple[str, ...]
     """Other paths at which the same module object appears (tied layers)."""
+    tied_params: tuple[str, ...] = ()
+    """This module's own parameters that a *different* module holds too, as
+    ``"weight ⇄ transformer.wte.weight"`` (GPT-2's ``lm_head``: a weight tie, not a layer tie)."""
 
     @property
     def hook_count(self) -> int:
@@ -351,6 +354,26 @@ def _mark_shared(rows: dict[str, Any], ties: dict[int, list[str]]) -> None:
             rows[key] = replace(rows[key], shared_with=tuple(k for k in keys if k != key))
 
 
+def _mark_tied_params(modules: dict[str, ModuleRow], parameters: dict[str, TensorRow],
+                      param_ties: dict[int, list[str]],
+                      module_ties: dict[int, list[str]]) -> None:
+    """Mark on each module row the own parameters that another module object holds too.
+
+    A module shared whole lists its parameters at every path it appears, and its row already
+    says ``shared_with``: those keys are not a weight tie, so paths of one object are skipped.
+    """
+    same: dict[str, list[str]] = {p: paths for paths in module_ties.values() for p in paths}
+    for keys in param_ties.values():
+        for key in keys:
+            row = parameters[key]
+            alike = same.get(row.module, [row.module])
+            others = [k for k in keys if parameters[k].module not in alike]
+            if others:
+                module = modules[row.module]
+                modules[row.module] = replace(
+                    module, tied_params=(*module.tied_params, f"{row.name} ⇄ {others[0]}"))
+
+
 def _tie(first: dict[int, str], ties: dict[int, list[str]], obj: object, key: str) -> None:
     """Record that ``obj``, first seen elsewhere, is seen again at ``key`` (a tied object).
 
@@ -449,6 +472,7 @@ def snapshot(model: nn.Module, *, checksum_limit: int = 1 << 20) -> Snapshot:
 
     _mark_shared(modules, module_ties)
     _mark_shared(parameters, param_ties)
+    _mark_tied_params(modules, parameters, param_ties, module_ties)
     _mark_shared(buffers, buffer_ties)
 
     return Snapshot(

@@ -5,10 +5,12 @@ a 1.6 B-parameter GPT-2 XL "runs" in well under a second and a few hundred MB. A
 pre-hook and a forward hook on every module record, per layer, the output shape of each call
 and keep a stack of the modules running; :class:`tuilab.core.flops.MacCounter` watches the
 operators underneath and charges every matrix product to the module on top of that stack, so
-functional attention and foreign layers count as much as ``nn.Linear`` does. When a forward fails, the failing layer is the innermost
-one whose forward started and did not finish; everything recorded before it is kept, so the
-user sees the partial table up to the broken layer (torchinfo cannot: its #288), with torch's
-own message and, where the cause is plain, a hint (``in_features should be 400``).
+functional attention and foreign layers count as much as ``nn.Linear`` does.
+
+When a forward fails, the failing layer is the innermost one whose forward started and did
+not finish; everything recorded before it is kept, so the user sees the partial table up to
+the broken layer (torchinfo cannot: its #288), with torch's own message and, where the cause
+is plain, a hint (``in_features should be 400``).
 
 Some forwards need real values (the seed's ``FixedHiddenMLP`` loops ``while X.abs().sum() >
 1``, which meta cannot decide). Then, if the model fits in ``CPU_FALLBACK_BYTES``, the same
@@ -71,7 +73,10 @@ class LayerShape:
     module's own parameters recursively, each once. ``macs`` covers every call attributed to
     this row, batch included; a container's is the sum of its rows below. ``calls`` is how
     many times the module object's forward ran, counted on its first row (0 on the rows that
-    repeat a shared module), and ``shared_with`` names the other path of a tied module.
+    repeat a shared module). ``shared_with`` names the other path of a tied module, or, where
+    two different modules hold one parameter (GPT-2's ``lm_head.weight`` *is*
+    ``transformer.wte.weight``), the other parameter's full name; ``tied_params`` then lists
+    this module's own parameters that are held elsewhere too (counted once in the totals).
     """
 
     path: str
@@ -82,6 +87,7 @@ class LayerShape:
     macs: int
     calls: int
     shared_with: str | None
+    tied_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class Summary:
                     "macs": layer.macs,
                     "calls": layer.calls,
                     "shared_with": layer.shared_with,
+                    "tied_params": list(layer.tied_params),
                 }
                 for layer in self.layers
             ],
@@ -494,6 +501,7 @@ def _table(model: nn.Module, recorder: _Recorder, name: str, input_shape: tuple[
             parent = path.rpartition(".")[0]
             macs[parent] = macs.get(parent, 0) + macs.get(path, 0)
     first_row: set[str] = {paths[0] for paths in recorder.paths.values()}
+    ties = _parameter_ties(recorder.rows)
     layers = []
     for path, module in recorder.rows:
         if id(module) not in counts:
@@ -502,6 +510,9 @@ def _table(model: nn.Module, recorder: _Recorder, name: str, input_shape: tuple[
         shared = None
         if len(paths) > 1:
             shared = paths[1] if path == paths[0] else paths[0]
+        tied = ties.get(path, ())
+        if tied and shared is None:
+            shared = tied[0][1]
         layers.append(LayerShape(
             path=path,
             type=type(module).__name__,
@@ -511,6 +522,7 @@ def _table(model: nn.Module, recorder: _Recorder, name: str, input_shape: tuple[
             macs=macs.get(path, 0),
             calls=recorder.calls.get(id(module), 0) if path in first_row else 0,
             shared_with=shared,
+            tied_params=tuple(name for name, _ in tied),
         ))
     total, trainable, nbytes = _count(model.parameters())
     return Summary(
@@ -525,6 +537,27 @@ def _table(model: nn.Module, recorder: _Recorder, name: str, input_shape: tuple[
         error=error,
         method=method,
     )
+
+
+def _parameter_ties(rows: list[tuple[str, nn.Module]]) -> dict[str, list[tuple[str, str]]]:
+    """Per module path, its own parameters that another module object holds too.
+
+    Returns ``{path: [(name, other full name), ...]}``. A module shared whole (one object at
+    two paths) is not a parameter tie: its rows already say so through the module itself.
+    """
+    holders: dict[int, list[tuple[str, str, int]]] = {}
+    for path, module in rows:
+        for name, param in module._parameters.items():
+            if param is not None:
+                holders.setdefault(id(param), []).append((path, name, id(module)))
+    ties: dict[str, list[tuple[str, str]]] = {}
+    for held in holders.values():
+        if len({owner for _, _, owner in held}) < 2:
+            continue
+        for path, name, owner in held:
+            other = next(f"{p}.{n}" if p else n for p, n, o in held if o != owner)
+            ties.setdefault(path, []).append((name, other))
+    return ties
 
 
 def _count(params: Iterator[nn.Parameter]) -> tuple[int, int, int]:

@@ -42,6 +42,8 @@ class ShapeInfo:
 
     shape: str
     params: int | None = None
+    shared: str | None = None
+    """A weight this node holds that another node holds too (``weight ⇄ wte.weight``)."""
 
 
 def stable_children(drawn: Sequence[str], wanted: Sequence[str],
@@ -380,6 +382,8 @@ class BuilderTree(Tree[str]):
                 text.append(f"  → {info.shape}", style="green")
             if info.params:
                 text.append(f"  {info.params:,}", style="dim")
+            if info.shared:
+                text.append(f"  ⇄ {info.shared}", style="magenta")
         if self._error_path is not None and path == self._error_path:
             message = self._error_message.replace("\n", " ")
             if len(message) > ERROR_WIDTH:

@@ -86,6 +86,8 @@ def module_label(row: ModuleRow, style: Any = None) -> Text:
         text.append(f"  {row.hook_count} hooks", style="magenta")
     if row.shared_with:
         text.append(f"  ⇄ shared with {', '.join(row.shared_with)}", style="magenta")
+    if row.tied_params:
+        text.append(f"  ⇄ {', '.join(row.tied_params)}", style="magenta")
     if style:
         text.stylize(style)
     return text
