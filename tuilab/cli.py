@@ -41,9 +41,22 @@ def _command_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the preset models")
     presets.add_argument("--json", action="store_true")
 
-    summary = sub.add_parser("summary", help="layer table: output shapes, parameters, MACs")
-    summary.add_argument("spec", help="preset name or workspace .toml")
+    summary = sub.add_parser(
+        "summary", help="layer table: output shapes, parameters, MACs, memory plan",
+        description="Output shapes, parameters, MACs and the memory plan of every layer, "
+        "found on the meta device. MACs are multiply-accumulates (one multiply and its add; "
+        "FLOPs are about 2x MACs) of the matrix products - Linear, convolutions, matmul/bmm/"
+        "einsum, attention - charged to the module that ran them; bias additions, "
+        "activations, norms and pooling are not counted. The memory plan runs one training "
+        "step (forward, loss, backward, optimizer step) on meta and reports its peak.")
+    summary.add_argument("spec", help="preset name, workspace .toml, or path/to/file.py:NAME "
+                         "(naming a .py file imports it: its path and SHA-256 go to stderr)")
     summary.add_argument("--input-shape", help="e.g. 1,1,32,32 (batch first)")
+    summary.add_argument("--optimizer", default="adam",
+                         choices=("adam", "adamw", "sgd", "sgd-momentum"),
+                         help="optimizer of the memory plan (default: adam)")
+    summary.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
+                         help="dtype of the memory plan (default: the model's)")
     summary.add_argument("--json", action="store_true")
 
     export = sub.add_parser("export", help="standalone PyTorch source for a model")
@@ -101,7 +114,8 @@ def _run_command(options: argparse.Namespace) -> int:
         from tuilab.cli_commands import cmd_summary
 
         return cmd_summary(console, options.spec, input_shape=options.input_shape,
-                           as_json=options.json, err_console=errors)
+                           as_json=options.json, err_console=errors,
+                           optimizer=options.optimizer, dtype=options.dtype)
     if options.command == "export":
         from tuilab.cli_commands import cmd_export
 

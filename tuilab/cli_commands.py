@@ -25,6 +25,7 @@ from tuilab.core.units import size_text
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from tuilab.core.memory import MemoryPlan
     from tuilab.core.shapes import Summary
     from tuilab.core.spec import ModelSpec
 
@@ -75,28 +76,84 @@ def cmd_presets(console: Console, *, as_json: bool, err_console: Console | None 
 
 # --- summary --------------------------------------------------------------------------------
 def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_json: bool,
-                err_console: Console | None = None) -> int:
-    """The layer table of a preset or workspace file, found on the meta device."""
+                err_console: Console | None = None, optimizer: str = "adam",
+                dtype: str | None = None) -> int:
+    """The layer table and memory plan of a preset, a workspace file, or `file.py:NAME`.
+
+    Naming a Python file on the command line is the consent to import it (its path and
+    SHA-256 go to stderr first); a file that is missing, lacks NAME or fails to import is one
+    error line naming the cause and, for an import error, the line.
+    """
     from tuilab.core.edits import check_input_shape
     from tuilab.core.errors import TuilabError
+    from tuilab.core.usercode import is_user_code_arg
 
     try:
-        spec = _load(spec_arg)
-        shape = check_input_shape(input_shape) if input_shape is not None else spec.input_shape
+        shape = check_input_shape(input_shape) if input_shape is not None else None
+        if is_user_code_arg(spec_arg):
+            summary, model, tokens, vocab = _summary_of_file(spec_arg, shape, err_console
+                                                             or console)
+        else:
+            from tuilab.core.build import build
+            from tuilab.core.shapes import summarize_spec  # PyTorch loads for a valid request
+
+            spec = _load(spec_arg)
+            summary = summarize_spec(spec, shape)
+            model, tokens, vocab = None, spec.takes_tokens, spec.vocab_size
+            if summary.error is None:
+                model = build(spec, device="meta")
     except TuilabError as error:
         return fail(console, err_console, str(error))
-    from tuilab.core.shapes import summarize_spec  # PyTorch loads only for a valid request
-
-    summary = summarize_spec(spec, shape)
+    plan, plan_error = (None, None) if model is None else _plan(
+        model, summary.input_shape, tokens, vocab, optimizer, dtype)
     if as_json:
-        _print_json(console, summary.to_json())
+        data = summary.to_json()
+        data["memory"] = None if plan is None else plan.to_json()
+        if plan_error:
+            data["memory_error"] = plan_error
+        _print_json(console, data)
     else:
-        print_summary(console, summary)
+        print_summary(console, summary, plan)
+        if plan_error:
+            console.print(Text(f"memory plan: {plan_error}", style="yellow"), soft_wrap=True)
     return EXIT_OK if summary.error is None else EXIT_DOES_NOT_FIT
 
 
-def print_summary(console: Console, summary: Summary) -> None:
-    """The rich table: path indented by depth, type, output shape, params, MACs; then totals."""
+def _summary_of_file(spec_arg: str, shape: tuple[int, ...] | None, notes: Console
+                     ) -> tuple[Summary, Any, bool, int | None]:
+    """Import `file.py:NAME` (after saying which file, by path and SHA-256) and summarize it."""
+    from tuilab.core.shapes import summarize_module
+    from tuilab.core.usercode import describe, guess_input, load_user_module, split_arg
+
+    path, _ = split_arg(spec_arg)
+    resolved, digest = describe(path)
+    notes.print(Text(f"importing {resolved} (sha256 {digest})"), soft_wrap=True)
+    module, name = load_user_module(spec_arg)
+    guessed, tokens, vocab = guess_input(module)
+    summary = summarize_module(module, shape or guessed, takes_tokens=tokens, vocab_size=vocab,
+                               name=name)
+    return summary, (module if summary.error is None else None), tokens, vocab
+
+
+def _plan(model: Any, shape: tuple[int, ...], tokens: bool, vocab: int | None,
+          optimizer: str, dtype: str | None) -> tuple[Any, str | None]:
+    """The memory plan, or why there is none (a forward that needs real values, say)."""
+    import torch
+
+    from tuilab.core.memory import plan_memory
+    from tuilab.core.shapes import _message
+
+    try:
+        return plan_memory(model, shape, takes_tokens=tokens, vocab_size=vocab,
+                           optimizer=optimizer,
+                           dtype=None if dtype is None else getattr(torch, dtype)), None
+    except Exception as error:  # the plan is extra information; the table still stands
+        return None, _message(error)
+
+
+def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = None) -> None:
+    """The rich table: path indented by depth, type, output shape, params, MACs, saved
+    activations (with a plan); then the totals and the memory plan."""
     failing = summary.error.path if summary.error is not None else None
     table = Table(title=f"{summary.name} · input {_shape(summary.input_shape)}",
                   title_justify="left", show_lines=False)
@@ -105,6 +162,9 @@ def print_summary(console: Console, summary: Summary) -> None:
     table.add_column("output shape", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
+    saved = _saved_by_row(summary, plan)
+    if saved is not None:
+        table.add_column("saved for backward", justify="right", no_wrap=True)
     for layer in summary.layers:
         label = "  " * layer.depth + (layer.path or "(model)")
         shape = _shape(layer.output_shape) if layer.output_shape is not None else "—"
@@ -116,8 +176,12 @@ def print_summary(console: Console, summary: Summary) -> None:
         calls = f" ×{layer.calls}" if layer.calls > 1 else ""
         style = "bold red" if layer.path == failing else ("dim" if layer.output_shape is None
                                                           else "")
-        table.add_row(Text(label), Text(layer.type + calls), Text(shape), Text(params),
-                      Text(_human(layer.macs) if layer.macs else "–"), style=style)
+        cells = [Text(label), Text(layer.type + calls), Text(shape), Text(params),
+                 Text(_human(layer.macs) if layer.macs else "–")]
+        if saved is not None:
+            nbytes = saved.get(layer.path, 0)
+            cells.append(Text(size_text(nbytes) if nbytes else "–"))
+        table.add_row(*cells, style=style)
     console.print(table)
     shared = sum(1 for layer in summary.layers if layer.shared_with is not None and
                  (layer.calls == 0 or layer.tied_params))
@@ -132,6 +196,8 @@ def print_summary(console: Console, summary: Summary) -> None:
         + ("the meta device (nothing allocated)" if summary.method == "meta"
            else f"{summary.method} (this forward needs real values)"),
     ]
+    if plan is not None:
+        lines.extend(memory_lines(plan))
     for line in lines:
         console.print(Text(line))
     if summary.error is not None:
@@ -140,6 +206,36 @@ def print_summary(console: Console, summary: Summary) -> None:
                       soft_wrap=True)
         if summary.error.hint:
             console.print(Text(f"hint: {summary.error.hint}", style="yellow"), soft_wrap=True)
+
+
+def memory_lines(plan: MemoryPlan) -> list[str]:
+    """The memory plan as the summary's closing lines."""
+    fits = ", ".join(f"{device} {'yes' if ok else 'NO'} ({size_text(plan.free[device])} free)"
+                     for device, ok in plan.fits.items())
+    return [
+        f"memory plan ({plan.dtype}, {plan.optimizer}, batch of the input):",
+        f"  parameters {size_text(plan.params_bytes)} · buffers {size_text(plan.buffers_bytes)}"
+        f" · gradients {size_text(plan.grads_bytes)}"
+        f" · optimizer state {size_text(plan.optimizer_bytes)}",
+        f"  activations saved for backward {size_text(plan.activations_bytes)}",
+        f"  peak: forward (no grad) {size_text(plan.forward_peak_bytes)}"
+        f" · training step {size_text(plan.train_peak_bytes)}"
+        f" (foreach, as on CUDA: {size_text(plan.foreach_train_peak_bytes)})",
+        f"  fits: {fits}",
+    ]
+
+
+def _saved_by_row(summary: Summary, plan: MemoryPlan | None) -> dict[str, int] | None:
+    """Saved activations per row, each container holding the sum of the rows below it."""
+    if plan is None:
+        return None
+    totals: dict[str, int] = {}
+    for path, nbytes in plan.activations_by_layer.items():
+        parts = path.split(".") if path else []
+        for depth in range(len(parts) + 1):
+            key = ".".join(parts[:depth])
+            totals[key] = totals.get(key, 0) + nbytes
+    return totals
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

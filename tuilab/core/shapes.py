@@ -57,6 +57,7 @@ __all__ = [
     "LayerShape",
     "ShapeError",
     "Summary",
+    "copy_to_device",
     "make_input",
     "summarize_module",
     "summarize_spec",
@@ -242,7 +243,7 @@ def summarize_module(
     # Float inputs in the model's own dtype: a float64 model fed float32 fails on CPU.
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     try:
-        meta_copy: nn.Module | None = _copy_to(model, torch.device("meta"))
+        meta_copy: nn.Module | None = copy_to_device(model, torch.device("meta"))
     except Exception:
         meta_copy = None
     if meta_copy is not None:
@@ -257,7 +258,7 @@ def summarize_module(
         del meta_copy
     with _private_rng():
         try:
-            cpu_copy: nn.Module | None = _copy_to(model, torch.device("cpu"))
+            cpu_copy: nn.Module | None = copy_to_device(model, torch.device("cpu"))
         except Exception:
             cpu_copy = None
         if cpu_copy is not None:
@@ -268,7 +269,7 @@ def summarize_module(
 
 
 # --- copies ---------------------------------------------------------------------------------
-def _copy_to(model: nn.Module, device: torch.device) -> nn.Module:
+def copy_to_device(model: nn.Module, device: torch.device) -> nn.Module:
     """A deep copy whose parameters and buffers live on ``device``, made without copying data.
 
     ``copy.deepcopy`` looks every object up in its memo first, so mapping each tensor's id to
