@@ -191,3 +191,93 @@ def test_python_m_tuilab_dispatches_to_these_commands() -> None:
     result = _tuilab("presets", "--json")
     assert result.returncode == 0
     assert {p["name"] for p in json.loads(result.stdout)} == set(preset_names())
+
+
+# --- the memory plan, and a user's own file ---------------------------------------------------
+MEMORY_KEYS = {"params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes",
+               "forward_peak_bytes", "train_peak_bytes", "fits"}
+
+
+def test_summary_json_has_the_memory_plan() -> None:
+    out, buffer = console()
+    assert cmd_summary(out, "lenet", input_shape=None, as_json=True, optimizer="sgd") == 0
+    memory = json.loads(buffer.getvalue())["memory"]
+    assert MEMORY_KEYS <= set(memory)
+    assert memory["params_bytes"] == memory["grads_bytes"] == 61_706 * 4
+    assert memory["optimizer_bytes"] == 0 and memory["optimizer"] == "sgd"
+    assert "cpu" in memory["fits"]
+
+    out, buffer = console()
+    assert cmd_summary(out, "lenet", input_shape=None, as_json=True, optimizer="adam",
+                       dtype="float16") == 0
+    memory = json.loads(buffer.getvalue())["memory"]
+    assert memory["dtype"] == "float16" and memory["params_bytes"] == 61_706 * 2
+    assert memory["optimizer_bytes"] > 2 * memory["params_bytes"]
+
+
+def test_summary_table_shows_saved_activations_and_the_plan() -> None:
+    out, buffer = console()
+    assert cmd_summary(out, "lenet", input_shape=None, as_json=False) == 0
+    text = buffer.getvalue()
+    assert "saved for backward" in text and "memory plan (float32, adam" in text
+    assert "training step" in text and "fits: cpu" in text
+
+
+NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def test_summary_of_a_python_file(tmp_path: Path) -> None:
+    """Named on the command line, file.py:NAME is imported (saying which file) and counted."""
+    import hashlib
+
+    path = tmp_path / "net.py"
+    path.write_text(NET)
+    out, buffer = console()
+    errors, error_buffer = console()
+    assert cmd_summary(out, f"{path}:Net", input_shape="2,8", as_json=True,
+                       err_console=errors) == 0
+    data = json.loads(buffer.getvalue())
+    assert data["name"] == "Net" and data["total_params"] == 36 and data["total_macs"] == 64
+    assert data["memory"]["params_bytes"] == 36 * 4
+    notes = error_buffer.getvalue().replace("\n", "")
+    assert str(path.resolve()) in notes
+    assert hashlib.sha256(NET.encode()).hexdigest() in notes
+
+
+@pytest.mark.parametrize(("name", "source", "expected"), [
+    ("missing.py:Net", None, "no such file"),
+    ("net.py:Nope", NET, "has no 'Nope' (it defines: Net)"),
+    ("bad.py:Net", "x = 1\nraise ValueError('boom')\n", "bad.py:2: importing it raised "
+                                                         "ValueError: boom"),
+    ("net.py", NET, "name the module to open after a colon"),
+])
+def test_summary_of_a_python_file_names_the_real_cause(tmp_path: Path, name: str,
+                                                        source: str | None,
+                                                        expected: str) -> None:
+    if source is not None:
+        (tmp_path / name.partition(":")[0]).write_text(source)
+    out, buffer = console()
+    errors, error_buffer = console()
+    assert cmd_summary(out, str(tmp_path / name), input_shape=None, as_json=True,
+                       err_console=errors) == 2
+    assert buffer.getvalue() == ""
+    assert expected in error_buffer.getvalue().replace("\n", "")
+
+
+def test_summary_help_states_the_mac_convention() -> None:
+    result = _tuilab("summary", "--help")
+    text = " ".join(result.stdout.split())
+    assert "multiply-accumulates" in text and "bias additions" in text
+    assert "file.py:NAME" in text and "--optimizer" in text
