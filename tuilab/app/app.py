@@ -550,7 +550,11 @@ class TuilabApp(App[int]):
                 f"{type(error).__name__}: {error}")
             self.post_message(SummaryFailed(text, version))
             return
-        self.post_message(SummaryReady(summary, version))
+        memory = None
+        if summary.error is None and summary.method == "meta":
+            with contextlib.suppress(Exception):  # the plan is extra; shapes still show
+                memory = lab.memory_plan()
+        self.post_message(SummaryReady(summary, version, memory))
 
     @on(SummaryReady)
     @while_running
@@ -558,6 +562,7 @@ class TuilabApp(App[int]):
         if message.version != self._summary_version:
             return  # an older spec's shapes
         self.summary = message.summary
+        self.header.show_memory(message.memory)
         shapes, error_path, error_message = summary_shapes(message.summary)
         self.builder.set_shapes(shapes, error_path, error_message)
         self._update_status()

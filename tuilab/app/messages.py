@@ -52,10 +52,12 @@ class LabFailed(Message):
 class SummaryReady(Message):
     """A shape summary computed in a thread for spec version ``version``."""
 
-    def __init__(self, summary: Any, version: int) -> None:
+    def __init__(self, summary: Any, version: int, memory: Any = None) -> None:
         super().__init__()
         self.summary = summary
         self.version = version
+        self.memory = memory
+        """The memory plan (``core.memory.MemoryPlan``), or None where none could be made."""
 
 
 class SummaryFailed(Message):

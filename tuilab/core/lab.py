@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tuilab.core.input_guess import InputGuess
     from tuilab.core.inputs import ChosenInput, ValueChange
     from tuilab.core.introspect import TensorStats
+    from tuilab.core.memory import MemoryPlan
     from tuilab.core.runtime import BackwardReport, ForwardReport, HookKit
     from tuilab.core.shapes import Summary
     from tuilab.core.training import MetricsBatch
@@ -496,6 +497,20 @@ class Lab:
         x = chosen.tensor
         dtype = parse_dtype(self.dtype_name) if x.is_floating_point() else x.dtype
         return x.to(device=self.device, dtype=dtype), code
+
+    def memory_plan(self) -> MemoryPlan:
+        """What a training step of this model needs, on meta (``core.memory``): with the
+        optimizer of the last run's settings (Adam by default) and the lab's dtype."""
+        from tuilab.core.memory import OPTIMIZERS, plan_memory
+        from tuilab.core.runtime import parse_dtype
+
+        model = (Builder(device="meta", training=self.training).build(self.editor.spec)
+                 if self.editor is not None else self.model)
+        optimizer = str(self.train_settings.get("optimizer") or "adam")
+        return plan_memory(model, self.input_shape, takes_tokens=self.takes_tokens,
+                           vocab_size=self.vocab_size,
+                           optimizer=optimizer if optimizer in OPTIMIZERS else "adam",
+                           dtype=parse_dtype(self.dtype_name))
 
     def forward(self) -> tuple[ForwardReport, LabUpdate]:
         """One forward pass on the current input; in train mode BatchNorm's buffers change."""

@@ -16,10 +16,12 @@ from tuilab.core.units import size_text
 
 if TYPE_CHECKING:
     from tuilab.core.lab import Lab
+    from tuilab.core.memory import MemoryPlan
 
 
 class LabHeader(Widget):
-    """One line: • name │ train/eval │ device │ dtype │ params (trainable) │ memory │ file."""
+    """One line: • name │ train/eval │ device │ dtype │ params (trainable) │ memory │ a training
+    step's peak and whether it fits the device │ file."""
 
     DEFAULT_CSS = """
     LabHeader {
@@ -36,6 +38,13 @@ class LabHeader(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.lab: Lab | None = None
+        self.memory: MemoryPlan | None = None
+        """The last memory plan (a training step's peak, and where it fits), or None."""
+
+    def show_memory(self, plan: MemoryPlan | None) -> None:
+        """Show a new memory plan (None hides it: the shapes failed or need real values)."""
+        self.memory = plan
+        self.refresh()
 
     def show(self, lab: Lab | None) -> None:
         """Redraw from `lab` (call after every change)."""
@@ -72,6 +81,14 @@ class LabHeader(Widget):
         line.append(f" ({snap.trainable_params:,} trainable)", style="dim")
         line.append(*sep)
         line.append(size_text(snap.param_bytes))
+        plan = self.memory
+        if plan is not None:
+            line.append(*sep)
+            line.append(f"step {size_text(plan.peak_for(lab.device))}")
+            fits = plan.fits.get(lab.device, plan.fits.get("cpu"))
+            if fits is not None:
+                line.append(" fits" if fits else " too big", style="green" if fits else
+                            "bold red")
         if lab.path is not None:
             line.append(*sep)
             line.append(str(lab.path), style="dim")
