@@ -105,7 +105,7 @@ def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_
     except TuilabError as error:
         return fail(console, err_console, str(error))
     plan, plan_error = (None, None) if model is None else _plan(
-        model, summary.input_shape, tokens, vocab, optimizer, dtype)
+        model, summary, tokens, vocab, optimizer, dtype)
     if as_json:
         data = summary.to_json()
         data["memory"] = None if plan is None else plan.to_json()
@@ -135,7 +135,7 @@ def _summary_of_file(spec_arg: str, shape: tuple[int, ...] | None, notes: Consol
     return summary, (module if summary.error is None else None), tokens, vocab
 
 
-def _plan(model: Any, shape: tuple[int, ...], tokens: bool, vocab: int | None,
+def _plan(model: Any, summary: Summary, tokens: bool, vocab: int | None,
           optimizer: str, dtype: str | None) -> tuple[Any, str | None]:
     """The memory plan, or why there is none (a forward that needs real values, say)."""
     import torch
@@ -143,10 +143,14 @@ def _plan(model: Any, shape: tuple[int, ...], tokens: bool, vocab: int | None,
     from tuilab.core.memory import plan_memory
     from tuilab.core.shapes import _message
 
+    # The summary's forward ran on meta in the model's own dtype: its peak is the plan's.
+    forward_peak = summary.forward_peak_bytes if summary.method == "meta" and dtype is None \
+        else None
     try:
-        return plan_memory(model, shape, takes_tokens=tokens, vocab_size=vocab,
+        return plan_memory(model, summary.input_shape, takes_tokens=tokens, vocab_size=vocab,
                            optimizer=optimizer,
-                           dtype=None if dtype is None else getattr(torch, dtype)), None
+                           dtype=None if dtype is None else getattr(torch, dtype),
+                           forward_peak=forward_peak), None
     except Exception as error:  # the plan is extra information; the table still stands
         return None, _message(error)
 

@@ -168,3 +168,11 @@ def test_training_peak_within_25_percent_of_cuda() -> None:
     torch.cuda.synchronize()
     real = torch.cuda.max_memory_allocated()
     assert abs(plan.foreach_train_peak_bytes - real) <= 0.25 * real, (plan, real)
+
+
+def test_lazy_layers_get_their_sizes_before_the_plan_counts_them() -> None:
+    model = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 2))
+    plan = plan_memory(model, (4, 8), optimizer="sgd", forward_peak=123)
+    assert plan.params_bytes == (8 * 16 + 16 + 16 * 2 + 2) * 4
+    assert plan.forward_peak_bytes == 123  # the caller's figure is kept
+    assert isinstance(model[0], nn.LazyLinear)  # the caller's module stays lazy

@@ -553,7 +553,7 @@ class TuilabApp(App[int]):
         memory = None
         if summary.error is None and summary.method == "meta":
             with contextlib.suppress(Exception):  # the plan is extra; shapes still show
-                memory = lab.memory_plan()
+                memory = lab.memory_plan(summary)
         self.post_message(SummaryReady(summary, version, memory))
 
     @on(SummaryReady)

@@ -498,19 +498,23 @@ class Lab:
         dtype = parse_dtype(self.dtype_name) if x.is_floating_point() else x.dtype
         return x.to(device=self.device, dtype=dtype), code
 
-    def memory_plan(self) -> MemoryPlan:
+    def memory_plan(self, summary: Summary | None = None) -> MemoryPlan:
         """What a training step of this model needs, on meta (``core.memory``): with the
-        optimizer of the last run's settings (Adam by default) and the lab's dtype."""
+        optimizer of the last run's settings (Adam by default) and the lab's dtype. The
+        ``summary`` of the same model lends its forward's peak where it ran in that dtype."""
         from tuilab.core.memory import OPTIMIZERS, plan_memory
         from tuilab.core.runtime import parse_dtype
 
         model = (Builder(device="meta", training=self.training).build(self.editor.spec)
                  if self.editor is not None else self.model)
         optimizer = str(self.train_settings.get("optimizer") or "adam")
+        same_dtype = self.editor is None or self.dtype_name == "float32"  # specs build so
+        forward_peak = (summary.forward_peak_bytes if summary is not None and same_dtype
+                        and summary.method == "meta" else None)
         return plan_memory(model, self.input_shape, takes_tokens=self.takes_tokens,
                            vocab_size=self.vocab_size,
                            optimizer=optimizer if optimizer in OPTIMIZERS else "adam",
-                           dtype=parse_dtype(self.dtype_name))
+                           dtype=parse_dtype(self.dtype_name), forward_peak=forward_peak)
 
     def forward(self) -> tuple[ForwardReport, LabUpdate]:
         """One forward pass on the current input; in train mode BatchNorm's buffers change."""

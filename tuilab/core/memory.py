@@ -42,10 +42,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["OPTIMIZERS", "MemoryPlan", "free_memory", "plan_memory"]
+__all__ = ["OPTIMIZERS", "LiveBytes", "MemoryPlan", "free_memory", "plan_memory"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
 """The optimizers a plan can be made for (``--optimizer``)."""
@@ -121,7 +122,7 @@ def _cpu_available() -> int:
 
 
 # --- following live storages ------------------------------------------------------------------
-class _LiveBytes(TorchDispatchMode):
+class LiveBytes(TorchDispatchMode):
     """The bytes of every storage alive, and their peak, as ops create and drop tensors.
 
     A storage is counted once however many views share it; a weak reference to its Python
@@ -150,6 +151,13 @@ class _LiveBytes(TorchDispatchMode):
         self.now += nbytes
         self.peak = max(self.peak, self.now)
 
+    def track_run(self, model: nn.Module, x: torch.Tensor) -> None:
+        """Count what a forward starts with: each parameter and buffer once, and the input
+        (a lazy layer's uninitialized parameter has no storage yet: its forward makes one)."""
+        for tensor in (*_unique(model.parameters()), *_unique(model.buffers()), x):
+            if not is_lazy(tensor):
+                self.track(tensor)
+
     def reset_peak(self) -> None:
         self.peak = self.now
 
@@ -172,12 +180,15 @@ def plan_memory(
     optimizer: str = "adam",
     dtype: torch.dtype | None = None,
     free: dict[str, int] | None = None,
+    forward_peak: int | None = None,
 ) -> MemoryPlan:
     """The plan for ``model`` fed a batch of ``input_shape``; the model itself is untouched.
 
     A meta copy runs (``dtype`` converts its floating tensors, as ``model.to(dtype)`` would),
     in the training flags the model has. Raises what the forward raises (e.g. a forward that
-    needs real values, which meta cannot give).
+    needs real values, which meta cannot give). ``forward_peak``: the no-grad forward's peak
+    when the caller has measured it already (the shape summary does, in the same dtype), so
+    the slowest part of a big model's plan — a forward in meta's Python kernels — runs once.
     """
     from tuilab.core.shapes import copy_to_device, make_input
 
@@ -188,27 +199,22 @@ def plan_memory(
         vocab_size = next(
             (m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), None)
 
-    def fresh() -> tuple[nn.Module, torch.Tensor]:
-        copy = copy_to_device(model, meta)
-        if dtype is not None:
-            copy.to(dtype)
-        float_dtype = next((p.dtype for p in copy.parameters() if p.is_floating_point()), None)
-        x = make_input(input_shape, takes_tokens=takes_tokens, vocab_size=vocab_size,
-                       device=meta, dtype=float_dtype)
-        return copy, x
-
-    copy, x = fresh()
+    copy = copy_to_device(model, meta)
+    if dtype is not None:
+        copy.to(dtype)
+    float_dtype = next((p.dtype for p in copy.parameters() if p.is_floating_point()), None)
+    x = make_input(input_shape, takes_tokens=takes_tokens, vocab_size=vocab_size,
+                   device=meta, dtype=float_dtype)
+    if forward_peak is None or any(is_lazy(p) for p in copy.parameters()):
+        live = LiveBytes()  # (this forward also gives lazy layers their sizes)
+        live.track_run(copy, x)
+        with torch.no_grad(), live:
+            copy(x)
+        forward_peak = live.peak if forward_peak is None else forward_peak
     params = _unique(copy.parameters())
     buffers = _unique(copy.buffers())
     trainable = [p for p in params if p.requires_grad]
     used_dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
-
-    live = _LiveBytes()
-    for tensor in (*params, *buffers, x):
-        live.track(tensor)
-    with torch.no_grad(), live:
-        copy(x)
-    forward_peak = live.peak
     step = _train_step(copy, x, params, buffers, optimizer)
     return MemoryPlan(
         dtype=str(used_dtype).removeprefix("torch."),
@@ -299,9 +305,8 @@ def _train_step(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor],
 
     trainable = [p for p in params if p.requires_grad]
     state, temporaries = _optimizer_cost(optimizer, trainable)
-    live = _LiveBytes()
-    for tensor in (*params, *buffers, x):
-        live.track(tensor)
+    live = LiveBytes()
+    live.track_run(model, x)
     live.now += state
     live.reset_peak()
     recorder = _Recorder(model)
@@ -357,7 +362,7 @@ def _probe(name: str, sizes: list[int], dtype: torch.dtype, *, foreach: bool
     opt.step()  # makes the state: the step measured below is a steady one
     state = [v for entry in opt.state.values() for v in entry.values()
              if isinstance(v, torch.Tensor)]
-    live = _LiveBytes()
+    live = LiveBytes()
     for tensor in (*params, *(p.grad for p in params if p.grad is not None), *state):
         live.track(tensor)
     before = live.now

@@ -32,7 +32,7 @@ import copy
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,6 +44,7 @@ from torch.nn.modules.pooling import _AvgPoolNd, _MaxPoolNd
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from tuilab.core.flops import OPAQUE, MacCounter, module_macs
+from tuilab.core.memory import LiveBytes
 from tuilab.core.outputs import first_tensor
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class Summary:
     total_macs: int
     error: ShapeError | None
     method: str
+    forward_peak_bytes: int | None = None
+    """Peak bytes alive during the forward (no grad), parameters and input included; None
+    when it failed. The memory plan takes it from here rather than run the forward again."""
 
     @property
     def ok(self) -> bool:
@@ -470,10 +474,12 @@ def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
     modes = {module: module.training for module in model.modules()}
     recorder = _Recorder(model)
     counter = MacCounter(recorder.charge)
+    live = LiveBytes()  # the forward's peak memory, for the memory plan (core.memory)
+    live.track_run(model, x)
     error: ShapeError | None = None
     caught: BaseException | None = None
     try:
-        with _no_mha_fastpath(), torch.no_grad(), counter:
+        with _no_mha_fastpath(), torch.no_grad(), counter, live:
             try:
                 model(x)
             except Exception as exc:  # the user's model failing is the result, not a crash
@@ -489,7 +495,10 @@ def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
             module.training = training
     for path, macs in counter.macs.items():
         recorder.macs[path] = recorder.macs.get(path, 0) + macs
-    return _table(model, recorder, name, tuple(x.shape), error, method), caught
+    summary = _table(model, recorder, name, tuple(x.shape), error, method)
+    if error is None:
+        summary = replace(summary, forward_peak_bytes=live.peak)
+    return summary, caught
 
 
 def _table(model: nn.Module, recorder: _Recorder, name: str, input_shape: tuple[int, ...],
@@ -588,8 +597,6 @@ def _unbuilt(name: str, shape: tuple[int, ...], error: Exception) -> Summary:
 
 
 def _too_big_for_values(summary: Summary, needed: int) -> Summary:
-    from dataclasses import replace
-
     assert summary.error is not None
     hint = (
         f"this forward needs real values (data-dependent Python in forward), and a CPU run "
