@@ -167,26 +167,22 @@ def _transformers_models() -> list[ZooModel]:
 
     logging.set_verbosity_error()
 
-    def gpt2(how: str) -> nn.Module:
-        config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=128,
-                                         n_positions=64, bos_token_id=0, eos_token_id=0,
-                                         attn_implementation=_hf(how))
-        return transformers.GPT2LMHeadModel(config)
+    def factory(config: str, model: str, **sizes: int) -> Callable[[str], nn.Module]:
+        """A builder of transformers' ``model`` from a tiny ``config`` (random weights)."""
 
-    def bert(how: str) -> nn.Module:
-        config = transformers.BertConfig(num_hidden_layers=2, hidden_size=64,
-                                         num_attention_heads=4, intermediate_size=128,
-                                         vocab_size=128, max_position_embeddings=64,
-                                         attn_implementation=_hf(how))
-        return transformers.BertModel(config)
+        def make(how: str) -> nn.Module:
+            settings = getattr(transformers, config)(**sizes, attn_implementation=_hf(how))
+            return getattr(transformers, model)(settings)
 
-    def llama(how: str) -> nn.Module:
-        config = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64,
-                                          num_attention_heads=4, num_key_value_heads=2,
-                                          intermediate_size=128, vocab_size=128,
-                                          max_position_embeddings=64, bos_token_id=0,
-                                          eos_token_id=0, attn_implementation=_hf(how))
-        return transformers.LlamaForCausalLM(config)
+        return make
+
+    layers = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 128, "max_position_embeddings": 64}
+    gpt2 = factory("GPT2Config", "GPT2LMHeadModel", n_layer=2, n_embd=64, n_head=4,
+                   vocab_size=128, n_positions=64, bos_token_id=0, eos_token_id=0)
+    bert = factory("BertConfig", "BertModel", **layers)
+    llama = factory("LlamaConfig", "LlamaForCausalLM", **layers, num_key_value_heads=2,
+                    bos_token_id=0, eos_token_id=0)
 
     return [
         ZooModel("gpt2 (transformers)", gpt2, (2, 32), True,
