@@ -44,6 +44,7 @@ from tuilab.app.messages import (
     LabChanged,
     LabFailed,
     LabReady,
+    MemoryReady,
     SummaryFailed,
     SummaryReady,
 )
@@ -550,11 +551,15 @@ class TuilabApp(App[int]):
                 f"{type(error).__name__}: {error}")
             self.post_message(SummaryFailed(text, version))
             return
-        memory = None
-        if summary.error is None and summary.method == "meta":
-            with contextlib.suppress(Exception):  # the plan is extra; shapes still show
-                memory = lab.memory_plan(summary)
-        self.post_message(SummaryReady(summary, version, memory))
+        self.post_message(SummaryReady(summary, version))
+        # Then the memory plan (a training step on meta): shapes do not wait for it, and a
+        # newer edit's summary makes it moot.
+        plan = None
+        if summary.error is None and summary.method == "meta" and \
+                version == self._summary_version:
+            with contextlib.suppress(Exception):  # the plan is extra; the shapes stand
+                plan = lab.memory_plan(summary)
+        self.post_message(MemoryReady(plan, version))
 
     @on(SummaryReady)
     @while_running
@@ -562,10 +567,15 @@ class TuilabApp(App[int]):
         if message.version != self._summary_version:
             return  # an older spec's shapes
         self.summary = message.summary
-        self.header.show_memory(message.memory)
         shapes, error_path, error_message = summary_shapes(message.summary)
         self.builder.set_shapes(shapes, error_path, error_message)
         self._update_status()
+
+    @on(MemoryReady)
+    @while_running
+    def _on_memory(self, message: MemoryReady) -> None:
+        if message.version == self._summary_version:
+            self.header.show_memory(message.plan)
 
     @on(SummaryFailed)
     @while_running
@@ -573,6 +583,7 @@ class TuilabApp(App[int]):
         if message.version != self._summary_version:
             return
         self.summary = None
+        self.header.show_memory(None)
         self.builder.set_shapes({}, None, "")
         self.query_one("#builder-status", Static).update(f"shapes: {message.error}")
 

@@ -52,12 +52,20 @@ class LabFailed(Message):
 class SummaryReady(Message):
     """A shape summary computed in a thread for spec version ``version``."""
 
-    def __init__(self, summary: Any, version: int, memory: Any = None) -> None:
+    def __init__(self, summary: Any, version: int) -> None:
         super().__init__()
         self.summary = summary
         self.version = version
-        self.memory = memory
-        """The memory plan (``core.memory.MemoryPlan``), or None where none could be made."""
+
+
+class MemoryReady(Message):
+    """The memory plan (``core.memory.MemoryPlan``) for spec version ``version``, made after
+    its shapes were shown; None where none could be made."""
+
+    def __init__(self, plan: Any, version: int) -> None:
+        super().__init__()
+        self.plan = plan
+        self.version = version
 
 
 class SummaryFailed(Message):
