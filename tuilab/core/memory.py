@@ -373,7 +373,9 @@ def _probe(name: str, sizes: list[int], dtype: torch.dtype, *, foreach: bool
 
 def _loss(output: Any) -> torch.Tensor:
     """The loss a run would use on this output: cross-entropy over classes, else MSE."""
-    logits = _main_output(output)
+    from tuilab.core.outputs import prediction
+
+    logits, _ = prediction(output)
     if logits is None:
         raise ValueError("the forward returns no floating tensor to train on")
     if logits.dim() >= 2 and logits.shape[-1] > 1:
@@ -381,19 +383,3 @@ def _loss(output: Any) -> torch.Tensor:
         target = torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
         return nn.functional.cross_entropy(flat, target)
     return nn.functional.mse_loss(logits, torch.zeros_like(logits))
-
-
-def _main_output(output: Any) -> torch.Tensor | None:
-    """``logits`` when the output names them (transformers), else the first float tensor."""
-    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits",
-                                                                           None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    for item in tree_flatten(output)[0]:
-        if isinstance(item, torch.Tensor) and item.is_floating_point():
-            return item
-    if isinstance(output, dict):  # a ModelOutput is a dict pytree may not flatten
-        for item in output.values():
-            if isinstance(item, torch.Tensor) and item.is_floating_point():
-                return item
-    return None
