@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import math
 import sys
-import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -588,9 +587,7 @@ def test_meta_model_of_48_transformer_layers() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.device("meta"):
         model = nn.ModuleList(nn.TransformerEncoderLayer(d, 25, 4 * d) for _ in range(48))
-    start = time.perf_counter()
     snap = snapshot(model)
-    elapsed = time.perf_counter() - start
     rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 
@@ -604,7 +601,6 @@ def test_meta_model_of_48_transformer_layers() -> None:
     assert_matches_torch(model, snap)
     # 5.9 GB if anything were materialised; metadata only is a few MB
     assert rss_growth * scale < 512 * 2**20
-    assert elapsed < 1.0  # ~5 ms in practice; loose so a loaded CI box does not flake
     assert tensor_stats(model[0].linear1.weight) is None
     assert diff(snap, snapshot(model)).empty
 

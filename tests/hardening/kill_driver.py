@@ -5,6 +5,8 @@ has autosaved, one line at a time, until it is killed. Not a test module.
     python kill_driver.py edit    # add Linear e0, e1, ... forever, autosaving after each
     python kill_driver.py train   # a finished run, a stopped run, then a run until killed
     python kill_driver.py save N  # autosave a big workspace (version N, N+1, ...) in a loop
+    python kill_driver.py save N stall  # ... but stop inside the write of version N+1: the
+                                        # temp file written, not yet renamed; says INSIDE N+1
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def train() -> None:
         say("BATCH", len(going.losses))
 
 
-def save(first: int) -> None:
+def save(first: int, stall: bool = False) -> None:
     import os
+    import stat
     import time
 
     from tuilab.core.autosave import adopt, autosave, pending_restore
@@ -71,17 +74,26 @@ def save(first: int) -> None:
         adopt(leftover.path)
 
     real_fsync = os.fsync
+    current = {"version": first}
 
     def slow_disk_fsync(fd: int) -> None:
-        """A slow disk: the temp file sits written but not yet renamed for a while, so the
-        test's kills land inside writes often, not by luck."""
-        time.sleep(0.05)
+        """A slow disk: the temp file sits written but not yet renamed for a while, so a
+        kill at a random moment often lands inside a write. With ``stall`` the write of
+        version first+1 stops here for good (said as INSIDE), so the test's kill lands inside
+        that write for certain, however busy the machine is."""
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the temp file (not the folder's sync)
+            if stall and current["version"] == first + 1:
+                say("INSIDE", current["version"])
+                while True:
+                    time.sleep(3600)
+            time.sleep(0.05)
         real_fsync(fd)
 
     os.fsync = slow_disk_fsync
     spec = load_preset("lenet")
     version = first
     while True:
+        current["version"] = version
         points = 15_000 + version
         runs = [{"name": f"run {r}", "status": "finished", "config": {"steps": points},
                  "steps": list(range(1, points + 1)),
@@ -100,4 +112,4 @@ if __name__ == "__main__":
     elif kind == "train":
         train()
     else:
-        save(int(sys.argv[2]))
+        save(int(sys.argv[2]), stall=sys.argv[3:] == ["stall"])

@@ -137,14 +137,22 @@ def test_killed_mid_run_the_next_start_offers_the_runs_with_their_losses(
 def test_a_save_killed_half_way_never_leaves_a_half_written_file(_private_data_dir: Path
                                                                  ) -> None:
     """Each driver restores the copy the one before it left (as a user restoring does) and
-    goes on writing that one file, so every kill lands on a file that is being replaced."""
+    goes on writing that one file, so every kill lands on a file that is being replaced.
+    Every other driver stops inside a write (its temp file written, not renamed) and is
+    killed there, so kills mid-write happen for certain, not by luck of timing; the others
+    are killed at a random moment, wherever that falls."""
     rng = random.Random(6)
     version = 0
-    for _ in range(KILLS["save"]):
-        session = Session("save", str(version), data_dir=_private_data_dir)
+    for kill in range(KILLS["save"]):
+        inside = kill % 2 == 0
+        session = Session("save", str(version), *(["stall"] if inside else []),
+                          data_dir=_private_data_dir)
         try:
             seen = session.wait_for("SAVED", version)
-            time.sleep(rng.uniform(0.0, 0.12))  # somewhere in the next save
+            if inside:
+                seen += session.wait_for("INSIDE", version + 1)
+            else:
+                time.sleep(rng.uniform(0.0, 0.12))  # somewhere in the next save
             seen += session.kill()
         finally:
             session.close()
@@ -153,11 +161,13 @@ def test_a_save_killed_half_way_never_leaves_a_half_written_file(_private_data_d
         workspace = load_workspace(path)  # parses: it is a whole file, old or new
         got = workspace.training["version"]
         assert got in (saved[-1], saved[-1] + 1), (got, saved)
+        if inside:  # killed before the rename: the file is the last whole one written
+            assert got == saved[-1] == version, (got, saved)
         points = 15_000 + got
         assert all(len(run["losses"]) == points for run in workspace.runs)
         version = got + 1
     leftovers = [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
-    assert leftovers, "no kill landed in the middle of a write: the test proved nothing"
+    assert len(leftovers) >= KILLS["save"] // 2  # one temp file per kill inside a write
     # a kill mid-write leaves its temp file; the next autosave clears the stale ones
     for stale in leftovers:
         os.utime(stale, (time.time() - 3600, time.time() - 3600))

@@ -138,7 +138,6 @@ async def test_a_thousand_random_actions_never_bring_the_app_down() -> None:
         assert len(lab.runs) >= 1
     assert app._exception is None
     assert pressed >= ACTIONS
-    assert time.monotonic() - started < 120
     print(f"soak: {pressed} actions, {len(lab.code_log)} code lines, {len(lab.runs)} runs, "
           f"{time.monotonic() - started:.1f}s")
 
