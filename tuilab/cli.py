@@ -73,6 +73,9 @@ def _command_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu")
     train.add_argument("--dtype", default="float32")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int,
+                       help="torch's intra-op threads (default: 1 for a model whose step is "
+                            "too small to split, else torch's default)")
     train.add_argument("--load-weights")
     train.add_argument("--save-weights")
     train.add_argument("--json", action="store_true")
@@ -128,7 +131,7 @@ def _run_command(options: argparse.Namespace) -> int:
             optimizer=options.optimizer, lr=options.lr, batch_size=options.batch_size,
             device=options.device, dtype=options.dtype, seed=options.seed,
             load_weights=options.load_weights, save_weights=options.save_weights,
-            as_json=options.json, err_console=errors,
+            as_json=options.json, err_console=errors, threads=options.threads,
         )
     if options.command == "forward":
         from tuilab.cli_forward import cmd_forward

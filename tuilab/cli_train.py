@@ -91,7 +91,8 @@ def _plot(console: Console, steps: list[int], losses: list[float], val_steps: li
 def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str | None,
               optimizer: str | None, lr: float | None, batch_size: int | None, device: str,
               dtype: str, seed: int, load_weights: str | None, save_weights: str | None,
-              as_json: bool, err_console: Console | None = None) -> int:
+              as_json: bool, err_console: Console | None = None,
+              threads: int | None = None) -> int:
     """Train ``spec_arg`` on its task and report; returns the exit code (0, 1 or 2).
 
     Errors go to ``err_console`` when given (the CLI passes stderr), as the other commands'.
@@ -102,6 +103,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     from tuilab.core.errors import TuilabError
     from tuilab.core.runtime import change_mode
     from tuilab.core.tasks import TASKS, make_task
+    from tuilab.core.threads import resolve_threads
     from tuilab.core.training import MetricsBatch, TrainConfig, check_config, train
     from tuilab.core.weights import WeightsError
     from tuilab.core.weights import load_weights as load_weights_file
@@ -119,7 +121,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
                     f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)}")
     settings = _settings(task_name, workspace.training, {
         "steps": steps, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-        "device": device, "dtype": dtype, "seed": seed,
+        "device": device, "dtype": dtype, "seed": seed, "threads": threads,
     })
     settings.setdefault("val_every", max(1, int(settings.get("steps", 200)) // 10))
     try:
@@ -171,6 +173,8 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         cast = "float64" if config.dtype == "float64" else None
         if config.device != "cpu" or cast:
             change_mode(model, device=config.device, dtype=cast)
+        chosen = resolve_threads(config.threads, model, data.x_train, config.batch_size)
+        config = replace(config, threads=chosen.threads)
         batches = train(model, data, config, stop=threading.Event())
     except (TuilabError, ValueError) as err:
         return fail(console, err_console, str(err))
@@ -205,7 +209,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
 
             console.print(Text(f"{spec.name}: {task_name} on {config.device} "
                                f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
-                               f"batch {config.batch_size}"))
+                               f"batch {config.batch_size}, {chosen.label()}"))
             with Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
@@ -254,6 +258,8 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         "seconds": seconds,
         "device": config.device,
         "dtype": config.dtype,
+        "threads": chosen.threads,
+        "threads_chosen_by": chosen.chosen_by,
         "stopped": interrupted or bool(last is not None and last.stopped),
         "error": error,
         "error_path": last.error_path if last is not None else None,

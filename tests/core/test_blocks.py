@@ -258,15 +258,30 @@ def test_depthwise_separable_param_count() -> None:
 def test_select_output_on_lstm() -> None:
     lstm = nn.LSTM(4, 6, batch_first=True)
     x = torch.randn(2, 5, 4)
-    out, (h, _) = lstm(x)
-    torch.testing.assert_close(SelectOutput(0)(lstm(x)), out)
-    assert SelectOutput(1)(lstm(x))[0].shape == h.shape
+    out, (h, c) = lstm(x)
+    torch.testing.assert_close(SelectOutput("output")(lstm(x)), out)
+    torch.testing.assert_close(SelectOutput("h_n")(lstm(x)), h)
+    torch.testing.assert_close(SelectOutput("c_n")(lstm(x)), c)
     t = torch.randn(3)
-    assert SelectOutput(0)(t) is t
-    assert "index=1" in repr(SelectOutput(1))
-    net = nn.Sequential(lstm, SelectOutput(0), LastTimeStep(), nn.Linear(6, 1))
+    assert SelectOutput()(t) is t
+    assert "which='h_n'" in repr(SelectOutput("h_n"))
+    net = nn.Sequential(lstm, SelectOutput("output"), LastTimeStep(), nn.Linear(6, 1))
     assert net(x).shape == (2, 1)
     torch.testing.assert_close(LastTimeStep()(out), out[:, -1, :])
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.GRU])
+def test_select_output_h_n_on_rnn_and_gru_and_no_c_n(cls: type[nn.RNNBase]) -> None:
+    layer = cls(3, 5, num_layers=2)  # batch_first=False, PyTorch's default: (L, N, H)
+    x = torch.randn(7, 2, 3)
+    out, h = layer(x)
+    torch.testing.assert_close(SelectOutput("output")(layer(x)), out)
+    torch.testing.assert_close(SelectOutput("h_n")(layer(x)), h)
+    assert SelectOutput("h_n")(layer(x)).shape == (2, 2, 5)
+    with pytest.raises(ValueError, match="c_n is LSTM's cell state"):
+        SelectOutput("c_n")(layer(x))
+    with pytest.raises(ValueError, match="which must be"):
+        SelectOutput("hidden")
 
 
 def test_transpose() -> None:
@@ -414,7 +429,7 @@ def test_meta_containers_with_children() -> None:
         seq = MySequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 10), nn.Sigmoid())
         ml = ModuleList(nn.Linear(4, 6), nn.ReLU())
         md = ModuleDict({"fc": nn.Linear(4, 2)})
-        sel = SelectOutput(0)
+        sel = SelectOutput("output")
         lstm_out = sel(nn.LSTM(4, 6, batch_first=True)(torch.randn(2, 5, 4)))
         shapes = [tuple(seq(x).shape), tuple(ml(x).shape), tuple(md(x).shape)]
     assert shapes == [(2, 10), (2, 6), (2, 2)]

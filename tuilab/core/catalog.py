@@ -165,10 +165,12 @@ def _import_target(target: str) -> Callable[..., Any]:
 def _class_defaults(target: str) -> dict[str, Any]:
     import inspect
 
+    if target.split(":")[1] in ("RNN", "LSTM", "GRU"):  # their signature is (*args, **kwargs)
+        return _RECURRENT_DEFAULTS
     try:
         parameters = inspect.signature(_import_target(target)).parameters
-    except (TypeError, ValueError):  # RNN/LSTM/GRU take *args, **kwargs
-        return _RECURRENT_DEFAULTS if target.split(":")[1] in ("RNN", "LSTM", "GRU") else {}
+    except (TypeError, ValueError):
+        return {}
     return {name: p.default for name, p in parameters.items()
             if p.default is not inspect.Parameter.empty}
 
@@ -186,8 +188,8 @@ def _equals_default(value: Any, default: Any) -> bool:
 
 
 _RECURRENT_DEFAULTS: dict[str, Any] = {
-    "num_layers": 1, "nonlinearity": "tanh", "bias": True, "dropout": 0.0,
-    "bidirectional": False,
+    "num_layers": 1, "nonlinearity": "tanh", "bias": True, "batch_first": False,
+    "dropout": 0.0, "bidirectional": False,
 }
 
 
@@ -254,6 +256,7 @@ UTILITY = "tuilab.core.blocks.utility"
 CONTAINERS = "tuilab.core.blocks.containers"
 ADAPTERS = "tuilab.core.blocks.adapters"
 BATCH_FIRST = {"batch_first": True}
+SELECTABLE_OUTPUTS = ("output", "h_n", "c_n")
 
 
 def _conv(dims: int, transposed: bool = False) -> BlockDef:
@@ -298,12 +301,41 @@ def _adaptive(kind: str, dims: int) -> BlockDef:
     )
 
 
-def _pad(kind: str) -> BlockDef:
-    name = f"{kind}Pad2d"
+_PAD_SIDES = {1: "(left, right)", 2: "(left, right, top, bottom)",
+              3: "(left, right, top, bottom, front, back)"}
+
+
+def _pad(kind: str, dims: int = 2) -> BlockDef:
+    name = f"{kind}Pad{dims}d"
     what = {"Zero": "zeros", "Reflection": "the mirrored border", "Replication": "the edge value"}
+    last = {1: "the last dim", 2: "the last two dims", 3: "the last three dims"}[dims]
     return BlockDef(
-        name, "padding", f"pads the last two dims with {what[kind]}", f"{NN}:{name}",
-        (size_arg("padding", 1, 4, 0, "(left, right, top, bottom) or one int"),), positional=1,
+        name, "padding", f"pads {last} with {what[kind]}", f"{NN}:{name}",
+        (size_arg("padding", 1, 2 * dims, 0, f"{_PAD_SIDES[dims]} or one int"),), positional=1,
+    )
+
+
+def _batch_norm(dims: int, features: int, what: str) -> BlockDef:
+    """BatchNorm{1,2,3}d with PyTorch's defaults (eps 1e-5, momentum 0.1, affine, stats)."""
+    name = f"BatchNorm{dims}d"
+    return BlockDef(
+        name, "normalization", f"normalises each {what}; keeps running mean/var buffers",
+        f"{NN}:{name}",
+        (int_arg("num_features", features, 1), float_arg("eps", 1e-5, 0.0),
+         float_arg("momentum", 0.1, 0.0, maximum=1.0), bool_arg("affine", True),
+         bool_arg("track_running_stats", True)), positional=1,
+    )
+
+
+def _instance_norm(dims: int, over: str) -> BlockDef:
+    """InstanceNorm{1,2,3}d with PyTorch's defaults (no affine, no running statistics)."""
+    name = f"InstanceNorm{dims}d"
+    return BlockDef(
+        name, "normalization", f"normalises each sample's channels over {over}",
+        f"{NN}:{name}",
+        (int_arg("num_features", 6, 1), float_arg("eps", 1e-5, 0.0),
+         float_arg("momentum", 0.1, 0.0, maximum=1.0), bool_arg("affine", False),
+         bool_arg("track_running_stats", False)), positional=1,
     )
 
 
@@ -318,12 +350,14 @@ def _recurrent(name: str, what: str) -> BlockDef:
     args += [
         bool_arg("bias", True),
         float_arg("dropout", 0.0, 0.0, "between stacked layers", maximum=1.0),
+        bool_arg("batch_first", False, "True: (N, L, features); False: (L, N, features)"),
         bool_arg("bidirectional", False),
     ]
+    state = "(h_n, c_n)" if name == "LSTM" else "h_n"
     return BlockDef(
         name, "recurrent",
-        f"{what} over (N, L, features); returns (output, state): follow with SelectOutput",
-        f"{NN}:{name}", tuple(args), fixed=BATCH_FIRST, positional=2,
+        f"{what}; returns (output, {state}): follow with SelectOutput to pick one",
+        f"{NN}:{name}", tuple(args), positional=2,
     )
 
 
@@ -389,29 +423,18 @@ def _build_catalog() -> dict[str, BlockDef]:
                   int_arg("kernel_size", 3, 1), int_arg("padding", 1, 0),
                   int_arg("stride", 1, 1)), positional=2),
         # pooling
-        _pool("Max", 1), _pool("Max", 2), _pool("Avg", 1), _pool("Avg", 2),
-        _adaptive("Avg", 1), _adaptive("Avg", 2), _adaptive("Max", 2),
+        *(_pool(kind, dims) for kind in ("Max", "Avg") for dims in (1, 2, 3)),
+        *(_adaptive(kind, dims) for kind in ("Avg", "Max") for dims in (1, 2, 3)),
         # padding
-        _pad("Zero"), _pad("Reflection"), _pad("Replication"),
+        *(_pad(kind, dims) for kind in ("Zero", "Reflection", "Replication")
+          for dims in (1, 2, 3)),
         # normalization
-        BlockDef("BatchNorm1d", "normalization",
-                 "normalises each feature over the batch; keeps running mean/var buffers",
-                 f"{NN}:BatchNorm1d",
-                 (int_arg("num_features", 256, 1), float_arg("eps", 1e-5, 0.0),
-                  float_arg("momentum", 0.1, 0.0, maximum=1.0), bool_arg("affine", True),
-                  bool_arg("track_running_stats", True)), positional=1),
-        BlockDef("BatchNorm2d", "normalization",
-                 "normalises each channel over batch and space; running mean/var buffers",
-                 f"{NN}:BatchNorm2d",
-                 (int_arg("num_features", 6, 1), float_arg("eps", 1e-5, 0.0),
-                  float_arg("momentum", 0.1, 0.0, maximum=1.0), bool_arg("affine", True),
-                  bool_arg("track_running_stats", True)), positional=1),
-        BlockDef("InstanceNorm2d", "normalization",
-                 "normalises each sample's channels over space (style transfer)",
-                 f"{NN}:InstanceNorm2d",
-                 (int_arg("num_features", 6, 1), float_arg("eps", 1e-5, 0.0),
-                  bool_arg("affine", False), bool_arg("track_running_stats", False)),
-                 positional=1),
+        _batch_norm(1, 256, "feature over the batch"),
+        _batch_norm(2, 6, "channel over batch and space"),
+        _batch_norm(3, 6, "channel over batch and volume"),
+        _instance_norm(1, "time (sequences)"),
+        _instance_norm(2, "space (style transfer)"),
+        _instance_norm(3, "volume"),
         BlockDef("LayerNorm", "normalization",
                  "normalises over the last dims of each sample (transformers)",
                  f"{NN}:LayerNorm",
@@ -428,6 +451,9 @@ def _build_catalog() -> dict[str, BlockDef]:
                  f"{NN}:Dropout", (float_arg("p", 0.5, 0.0, maximum=1.0),), positional=1),
         BlockDef("Dropout2d", "dropout", "zeroes whole channels with probability p in train mode",
                  f"{NN}:Dropout2d", (float_arg("p", 0.5, 0.0, maximum=1.0),), positional=1),
+        BlockDef("Dropout3d", "dropout",
+                 "zeroes whole 3-D channels (N, C, D, H, W) with probability p in train mode",
+                 f"{NN}:Dropout3d", (float_arg("p", 0.5, 0.0, maximum=1.0),), positional=1),
         BlockDef("AlphaDropout", "dropout",
                  "dropout that keeps SELU's self-normalising mean and variance",
                  f"{NN}:AlphaDropout", (float_arg("p", 0.5, 0.0, maximum=1.0),), positional=1),
@@ -454,8 +480,11 @@ def _build_catalog() -> dict[str, BlockDef]:
         _recurrent("LSTM", "long short-term memory"),
         _recurrent("GRU", "gated recurrent unit"),
         BlockDef("SelectOutput", "recurrent",
-                 "picks one tensor from a tuple output, e.g. RNN's output from (output, h_n)",
-                 f"{UTILITY}:SelectOutput", (int_arg("index", 0, 0),), positional=1),
+                 "picks output, h_n or (LSTM) c_n from a recurrent layer's (output, state)",
+                 f"{UTILITY}:SelectOutput",
+                 (choice_arg("which", "output", SELECTABLE_OUTPUTS,
+                             "output: every step; h_n / c_n: the last hidden / cell state"),),
+                 positional=1),
         BlockDef("LastTimeStep", "recurrent", "(N, L, H) → (N, H): keeps the last time step",
                  f"{UTILITY}:LastTimeStep"),
         BlockDef("TCNBlock", "composite",

@@ -10,10 +10,12 @@ of PyTorch that does the same to a live `net`, which the app shows in its code l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from tuilab.core.errors import ArgumentError, EditError
+from tuilab.core.infer import inferred_args
 from tuilab.core.spec import (
     POSITIONAL_CONTAINERS,
     ModelSpec,
@@ -183,9 +185,16 @@ class SpecEditor:
 
     # --- edits ----------------------------------------------------------------------------
     def add(self, block: str, parent: str = "", index: int | None = None, *,
-            name: str | None = None, args: dict[str, Any] | None = None) -> EditResult:
-        """Add a palette block into the container at `parent` (at the end unless `index`)."""
+            name: str | None = None, args: dict[str, Any] | None = None,
+            shapes: Mapping[str, tuple[int, ...] | None] | None = None) -> EditResult:
+        """Add a palette block into the container at `parent` (at the end unless `index`).
+
+        `shapes` (each path's output shape, as the lab last computed them) lets the block
+        take arguments from its input, e.g. a Linear's `in_features` (core/infer.py).
+        """
         container = self._container(parent)
+        if shapes is not None:
+            args = inferred_args(block, self.spec, shapes, parent, index, args)
         name = name if name is not None else self._default_name(container, block)
         where = join(parent, name)
         check_name(name, where=where)

@@ -121,6 +121,8 @@ class Lab:
         if (spec is None) == (module is None):
             raise ValueError("a Lab needs either a spec or a module")
         self.editor = SpecEditor(spec) if spec is not None else None
+        self._shapes: tuple[ModelSpec, dict[str, tuple[int, ...] | None]] | None = None
+        """The last summary's output shape per path, with the spec it was computed for."""
         self.source = source
         self._name = spec.name if spec is not None else name
         self._input_shape = tuple(spec.input_shape if spec is not None else (input_shape or ()))
@@ -322,6 +324,8 @@ class Lab:
         if action.startswith("_") or not callable(method):
             raise EditError(f"unknown edit {action!r}")
         before = editor.checkpoint()
+        if action == "add" and self._shapes is not None and self._shapes[0] is editor.spec:
+            kwargs.setdefault("shapes", self._shapes[1])  # a Linear takes its in_features
         result: EditResult = method(*args, **kwargs)
         try:
             self._check_fits(result.spec)
@@ -430,7 +434,10 @@ class Lab:
         from tuilab.core.shapes import summarize_module, summarize_spec
 
         if self.editor is not None:
-            return summarize_spec(self.editor.spec, training=self.training)
+            spec = self.editor.spec
+            summary = summarize_spec(spec, training=self.training)
+            self._shapes = (spec, {layer.path: layer.output_shape for layer in summary.layers})
+            return summary
         return summarize_module(self.model, self.input_shape, takes_tokens=self.takes_tokens,
                                 vocab_size=self.vocab_size, name=self.name)
 

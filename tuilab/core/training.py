@@ -78,6 +78,7 @@ from tuilab.core.runtime import (
     restore_training,
     training_flags,
 )
+from tuilab.core.threads import MAX_THREADS, ThreadChoice, resolve_threads
 
 __all__ = [
     "OPTIMIZERS",
@@ -147,6 +148,8 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     val_every: int = 25
+    threads: int | None = None
+    """torch's intra-op threads for the run; None: chosen from the step's size (threads.py)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class MetricsBatch:
     error_path: str | None
     output: str = ""
     """Which tensor of a tuple/dict/dataclass output the loss uses (``output.logits``)."""
+    threads: int = 0
+    """torch's intra-op threads the run uses (0 when unknown)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +237,10 @@ def check_config(config: TrainConfig) -> TrainConfig:
     if not _is_int(config.val_every) or config.val_every < 0:
         raise ConfigError(f"val_every must be an int >= 0 (0: never), got "
                           f"{config.val_every!r}", where="val_every")
+    if config.threads is not None and (not _is_int(config.threads)
+                                       or not 1 <= config.threads <= MAX_THREADS):
+        raise ConfigError(f"threads must be an int from 1 to {MAX_THREADS} (None: chosen "
+                          f"from the model's size), got {config.threads!r}", where="threads")
     device = parse_device(config.device)
     dtype = parse_dtype(config.dtype)
     if dtype is torch.float64 and device.type == "mps":
@@ -410,6 +419,7 @@ class _Run:
     upcast: bool
     scaler: Any
     optimizer: torch.optim.Optimizer
+    threads: ThreadChoice
 
 
 def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
@@ -482,12 +492,14 @@ def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
     # Built here, not in the timed loop: the first optimizer of a process imports
     # torch._dynamo (~1.5 s), which would otherwise count against steps/s.
     optimizer = make_optimizer(params, config)
+    threads = resolve_threads(config.threads, model, x_train, min(config.batch_size, n))
     return _Run(
         model=model, config=config, device=device,
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
         batch_size=min(config.batch_size, n), params=params, loss_fn=loss_fn,
         accuracy=_accuracy_kind(data.kind, loss_name),
         amp_dtype=dtype if mixed else None, upcast=low, scaler=scaler, optimizer=optimizer,
+        threads=threads,
     )
 
 
@@ -559,6 +571,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
             val_losses=tuple(val_losses), val_accuracy=tuple(val_accuracy), step=finished,
             total_steps=total, steps_per_s=rate, eta_s=eta, done=done, stopped=stopped,
             error=error, error_path=error_path, output=state["output"],
+            threads=run.threads.threads,
         )
         steps.clear()
         losses.clear()
@@ -577,6 +590,8 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
         if acc is not None:
             val_accuracy.append(acc)
 
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(run.threads.threads)  # this thread only; put back in `finally`
     rng_cpu = torch.get_rng_state()
     rng_cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     flags = training_flags(model)
@@ -697,6 +712,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                 continue
             yield make_batch()
     finally:
+        torch.set_num_threads(saved_threads)
         restore_training(flags)
         torch.set_rng_state(rng_cpu)
         if rng_cuda is not None:

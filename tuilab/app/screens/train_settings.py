@@ -32,6 +32,7 @@ AUTO_LOSS = "auto"
 INT_FIELDS = ("steps", "batch_size", "val_every", "seed")
 FLOAT_FIELDS = ("lr", "weight_decay", "momentum")
 OPTIONAL_FLOAT_FIELDS = ("grad_clip",)
+OPTIONAL_INT_FIELDS = ("threads",)
 
 HELP = {
     "lr": "learning rate",
@@ -42,6 +43,7 @@ HELP = {
     "grad_clip": "max grad norm (blank: off)",
     "seed": "batch order, dropout",
     "val_every": "validate every N steps (0: never)",
+    "threads": "torch threads (blank: auto)",
 }
 
 
@@ -118,11 +120,11 @@ class TrainSettingsScreen(ModalScreen[dict[str, Any] | None]):
                              value=loss, allow_blank=False, id="loss")
                 yield Label("None: the task's own", classes="help")
                 for key in ("steps", "lr", "batch_size", "weight_decay", "momentum",
-                            "grad_clip", "seed", "val_every"):
+                            "grad_clip", "seed", "val_every", "threads"):
                     value = d.get(key)
                     yield Label(key)
                     yield Input("" if value is None else f"{value}", id=key,
-                                placeholder="off" if key == "grad_clip" else "")
+                                placeholder={"grad_clip": "off", "threads": "auto"}.get(key, ""))
                     yield Label(HELP[key], classes="help")
             yield Static(f"device {d.get('device', 'cpu')} · dtype {d.get('dtype', 'float32')}"
                          " (the lab's current modes)", id="mode")
@@ -145,15 +147,17 @@ class TrainSettingsScreen(ModalScreen[dict[str, Any] | None]):
             values[key] = value
         if values["loss"] == AUTO_LOSS:
             values["loss"] = None
-        for key in INT_FIELDS + FLOAT_FIELDS + OPTIONAL_FLOAT_FIELDS:
+        whole = INT_FIELDS + OPTIONAL_INT_FIELDS
+        for key in whole + FLOAT_FIELDS + OPTIONAL_FLOAT_FIELDS:
             text = self.query_one(f"#{key}", Input).value.strip()
-            if key in OPTIONAL_FLOAT_FIELDS and text.lower() in ("", "none", "off"):
+            if (key in OPTIONAL_FLOAT_FIELDS + OPTIONAL_INT_FIELDS
+                    and text.lower() in ("", "none", "off", "auto")):
                 values[key] = None
                 continue
             try:
-                values[key] = int(text) if key in INT_FIELDS else float(text)
+                values[key] = int(text) if key in whole else float(text)
             except ValueError:
-                kind = "a whole number" if key in INT_FIELDS else "a number"
+                kind = "a whole number" if key in whole else "a number"
                 raise _FieldError(key, f"{key} must be {kind}, got {text!r}") from None
         for key in ("device", "dtype"):
             if key in self.defaults:

@@ -848,10 +848,12 @@ class RunPanel(Widget, can_focus=True):
         accuracy = f" · val acc {run.val_accuracy[-1]:.1%}" if run.val_accuracy else ""
         loss = f" · loss {run.losses[-1]:.4g}" if run.losses else ""
         state = " · paused" if self.paused and not batch.done else ""
+        threads = (f" · {batch.threads} thread{'s' if batch.threads != 1 else ''}"
+                   if batch.threads else "")
         self._set_stats(
             f"{run.name} · step {batch.step}/{batch.total_steps} · "
-            f"{rate_text(batch.steps_per_s)} · ETA {_eta(batch.eta_s)}{loss}{accuracy}{state}"
-            f"{_on_output(run)}")
+            f"{rate_text(batch.steps_per_s)}{threads} · ETA {_eta(batch.eta_s)}{loss}{accuracy}"
+            f"{state}{_on_output(run)}")
 
     def _set_stats(self, text: str) -> None:
         # layout=False: the line has a fixed size, and a layout pass of the whole screen

@@ -20,22 +20,34 @@ __all__ = [
 
 
 class SelectOutput(nn.Module):
-    """Pick one element of a tuple output, e.g. ``output`` from LSTM's ``(output, (h, c))``.
+    """Pick one tensor of a recurrent layer's ``(output, h_n)`` / ``(output, (h_n, c_n))``.
 
-    Anything that is not a tuple or list passes through unchanged.
+    ``which``: ``"output"`` (every time step), ``"h_n"`` (the last hidden state of each
+    layer and direction) or ``"c_n"`` (LSTM's last cell state). Anything that is not a tuple
+    or list passes through unchanged, so the block is harmless after a layer that returns one
+    tensor.
     """
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, which: str = "output") -> None:
         super().__init__()
-        self.index = index
+        if which not in ("output", "h_n", "c_n"):
+            raise ValueError(f"which must be 'output', 'h_n' or 'c_n', got {which!r}")
+        self.which = which
 
     def forward(self, x: torch.Tensor | tuple | list) -> torch.Tensor:
-        if isinstance(x, (tuple, list)):
-            return x[self.index]
-        return x
+        if not isinstance(x, (tuple, list)):
+            return x
+        if self.which == "output":
+            return x[0]
+        state = x[1]
+        if isinstance(state, (tuple, list)):  # LSTM: (h_n, c_n)
+            return state[0] if self.which == "h_n" else state[1]
+        if self.which == "c_n":
+            raise ValueError("c_n is LSTM's cell state; this layer returns (output, h_n) only")
+        return state
 
     def extra_repr(self) -> str:
-        return f"index={self.index}"
+        return f"which={self.which!r}"
 
 
 class LastTimeStep(nn.Module):
