@@ -160,7 +160,7 @@ TINY = replace(
     QUICK, name="quick", train_presets=("mlp",), train_app_presets=("mlp",), train_rounds=1,
     train_app_rounds=1, train_seconds=0.01, train_app_seconds=0.01, edit_presets=("mlp",),
     edits=("train/eval", "add a block"), edit_rounds=1, startup_rounds=1, scale_rounds=1,
-    scale_real=False, warmup=0,
+    scale_real=False, warmup=0, hog_presets=(),
 )
 
 
@@ -238,3 +238,32 @@ def test_more_rounds_and_fewer_presets_on_the_command_line(capsys) -> None:
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2 and needle in capsys.readouterr().err
+
+
+# --- training beside a CPU hog ------------------------------------------------------------------
+def test_cpu_hogs_spin_and_are_all_killed() -> None:
+    from tuilab.bench.loaded import cpu_hogs
+
+    with cpu_hogs(2) as hogs:
+        assert len(hogs) == 2 and all(hog.poll() is None for hog in hogs)
+    assert all(hog.returncode is not None for hog in hogs)
+
+
+def test_the_hog_row_compares_chosen_threads_with_torchs_default() -> None:
+    import torch
+
+    from tuilab.bench.loaded import HOG_GOAL, compare_beside_hog
+    from tuilab.bench.run import training_goals
+
+    before = torch.get_num_threads()
+    comparison = compare_beside_hog("mlp", rounds=1, seconds=0.01, warmup=0,
+                                    default_threads=2, hogs=1)
+    assert torch.get_num_threads() == before  # put back
+    assert comparison.name == "train mlp (cpu, beside 1 CPU hog)"
+    assert len(comparison.a) == len(comparison.b) == 1 and min(comparison.a + comparison.b) > 0
+    assert "tuilab: 1 thread (auto" in comparison.note
+    assert "bare loop: 2 threads" in comparison.note
+    row = {**comparison.to_json(), "preset": "mlp", "mode": "beside a CPU hog", "device": "cpu",
+           "goal": HOG_GOAL}
+    (goal,) = training_goals([row], cuda=True)
+    assert goal.figure.startswith("train mlp (cpu, beside a CPU hog)")

@@ -133,3 +133,27 @@ def test_errors_go_to_stderr_and_keep_stdout_clean(capsys):
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err.startswith("error: ") and "lr" in captured.err
+
+
+def test_threads_are_chosen_from_the_model_and_shown():
+    code, out = call(steps=5)
+    assert code == 0 and "1 thread (auto, " in out.splitlines()[0]  # mlp: too small to split
+    code, result = call_json(steps=5)
+    assert (result["threads"], result["threads_chosen_by"]) == (1, "auto")
+
+
+def test_threads_option_overrides_the_rule_and_a_bad_one_is_refused(capsys):
+    code, result = call_json(steps=5, threads=2)
+    assert code == 0 and (result["threads"], result["threads_chosen_by"]) == (2, "user")
+    assert result["config"]["threads"] == 2
+    assert main(["train", "mlp", "--steps", "3", "--threads", "0"]) == 2
+    assert "threads must be an int from 1" in capsys.readouterr().err
+
+
+def test_a_workspace_sets_the_threads(tmp_path):
+    from tuilab.core.workspace import Workspace, load_preset, save_workspace
+
+    path = tmp_path / "w.toml"
+    save_workspace(Workspace(spec=load_preset("mlp"), training={"threads": 2}), path)
+    code, result = call_json(str(path), steps=3)
+    assert code == 0 and (result["threads"], result["threads_chosen_by"]) == (2, "user")

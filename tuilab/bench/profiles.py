@@ -33,6 +33,10 @@ class Profile:
     warmup: int = 1
     torch_threads: int | None = None
     """Intra-op threads for the training rows (both sides); None: torch's own default."""
+    hog_presets: tuple[str, ...] = ("mlp",)
+    """Presets trained beside a CPU hog (bench/loaded.py); () skips the row."""
+    hog_rounds: int = 5
+    hog_seconds: float = 1.0
 
 
 def training_threads() -> int | None:
@@ -54,5 +58,6 @@ FULL = Profile(name="full")
 QUICK = Profile(
     name="quick", train_app_presets=("mlp",), train_rounds=2, train_app_rounds=1,
     train_seconds=0.15, train_app_seconds=0.3, edit_presets=("mlp", "transformer"), edit_rounds=1,
-    startup_rounds=1, scale_rounds=1, scale_real=False, warmup=1,
+    startup_rounds=1, scale_rounds=1, scale_real=False, warmup=1, hog_rounds=2,
+    hog_seconds=0.3,
 )

@@ -47,6 +47,23 @@ def run_training(profile: Profile, progress: Callable[[str], None]) -> list[dict
         rows = _training_rows(profile, progress, devices)
     finally:
         torch.set_num_threads(saved_threads)
+    rows += _hog_rows(profile, progress, saved_threads)
+    return rows
+
+
+def _hog_rows(profile: Profile, progress: Callable[[str], None],
+              default_threads: int) -> list[dict[str, Any]]:
+    """Training beside a CPU hog: tuilab's chosen threads vs torch's default (loaded.py)."""
+    from tuilab.bench.loaded import HOG_GOAL, compare_beside_hog
+
+    rows = []
+    for preset in profile.hog_presets:
+        progress(f"training {preset} beside a CPU hog")
+        comparison = compare_beside_hog(preset, rounds=profile.hog_rounds,
+                                        seconds=profile.hog_seconds, warmup=profile.warmup,
+                                        default_threads=default_threads)
+        rows.append({**comparison.to_json(), "preset": preset, "mode": "beside a CPU hog",
+                     "device": "cpu", "goal": HOG_GOAL})
     return rows
 
 
@@ -248,7 +265,7 @@ def chosen_profile(*, quick: bool, rounds: int | None = None,
     if rounds is not None:
         profile = replace(profile, name=f"{profile.name}, {rounds} rounds", train_rounds=rounds,
                           train_app_rounds=rounds, edit_rounds=rounds, startup_rounds=rounds,
-                          scale_rounds=rounds)
+                          scale_rounds=rounds, hog_rounds=rounds)
     if presets is not None:
         profile = replace(profile, train_presets=presets, train_app_presets=presets)
     return profile

@@ -76,8 +76,12 @@ def prepare_case(preset: str, *, device: str = "cpu", steps: int = 200,
     # The same call as Lab.task_data: the trainer's input in the app is exactly this.
     data = make_task(spec.task, input_shape=spec.input_shape[1:], vocab_size=spec.vocab_size,
                      model=model, seed=seed)
+    # The trainer runs at the thread count the bare loop gets (this thread's), never at one
+    # of its own choosing: these rows measure tuilab's overhead, not the thread rule
+    # (bench/loaded.py measures that).
     config = TrainConfig(task=spec.task, optimizer="adam", lr=1e-3, batch_size=64,
-                         steps=steps, device=device, dtype="float32", seed=seed, val_every=0)
+                         steps=steps, device=device, dtype="float32", seed=seed, val_every=0,
+                         threads=torch.get_num_threads())
     return TrainCase(preset, spec, initial, data, config, device)
 
 
