@@ -1,25 +1,29 @@
 """How many intra-op threads a training run uses: chosen from the size of one step.
 
 Why: torch starts with one intra-op thread per core, and splits every operator across them.
-For a step of a few million FLOPs the split costs more than it saves even on an idle machine,
-and on a busy one it is ruinous: each operator ends in a barrier that waits for the slowest
-thread, and a thread that the scheduler has given to another process makes every step wait a
-time slice. Measured on a 2-core Xeon at load 5, `tuilab train mlp` ran 33 steps/s with torch's
-default 2 threads against 743 with one. So a run whose step is too small to split gets one
+For a small step the split saves little, and on a busy machine it is ruinous: each operator
+ends in a barrier that waits for the slowest thread, and a thread that the scheduler has given
+to another process makes every step wait a time slice. Issue 13 measured it on a 2-core Xeon
+at load 5: `tuilab train mlp` ran 33 steps/s with torch's default 2 threads, 743 with one. So a run whose step is too small to split gets one
 thread; a bigger one keeps torch's default (where splitting pays on an idle machine); the
 user may set the number (CLI `--threads`, the app's training form, a workspace's
 ``[training] threads``).
 
-The rule, from measurements on a 2-core Xeon (batch 64, Adam, steps/s with 2 threads ÷ with
-1; ``tuilab bench`` repeats the comparison under a CPU hog on the machine at hand)::
+The rule. Measured on the 2-core Xeon this was written on, which was never idle (other
+work kept the load at 9–10), batch 64, Adam, steps/s with 1 thread and with 2::
 
-    MLP 20→64→64→10      2.4 MFLOP/step   idle 0.8×   busy 0.04×
-    MLP 20→256→256→10     28 MFLOP/step   idle ~1.0×  busy 0.02×
-    MLP 20→1024→1024→10  415 MFLOP/step   idle 1.4×   busy 0.3×
-    MLP 20→2048→2048→10  1.6 GFLOP/step   idle 1.7×   busy 0.6×
+    MLP 20→64→64→10        2.4 MFLOP/step   708 vs 24   (2 threads: 0.03×)
+    MLP 20→256→256→10       28 MFLOP/step   377 vs 32   (0.08×)
+    MLP 20→1024→1024→10    415 MFLOP/step    25 vs 16   (0.65×)
+    MLP 20→2048→2048→10    1.6 GFLOP/step    11 vs 4    (0.39×)
 
-Below ``SPLIT_FLOPS`` a second thread never paid, idle or busy; above it it pays on an idle
-machine. The threshold sits between the two, on the side of one thread.
+On a busy machine a second thread never paid. On an idle one it pays once an operator has
+enough work to split: a step below ``SPLIT_FLOPS`` (200 MFLOP) is a few milliseconds of one
+core's work, the order of a scheduler's time slice, so one pre-empted thread costs more than
+the split can save; above it torch's default is kept, since a big model on an idle machine is
+where the second core pays (an idle machine was not available to measure that side here; the
+user can set the number, and `tuilab bench` measures the rule beside a CPU hog wherever it
+runs).
 
 torch's thread count belongs to the calling thread here (OpenMP keeps it per thread): the
 run sets it in the thread that iterates the trainer and puts it back when the run ends, so
