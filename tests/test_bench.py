@@ -199,6 +199,8 @@ def _check_schema(results: dict[str, Any], goals: list[Goal]) -> None:
         assert comparison_keys <= set(row) and row["unit"] == "ms"
         assert row["a_median"] > 0 and row["b_median"] > 0 and row["engine_ms"] >= 0
         assert isinstance(row["met"], bool)
+        assert row["floor_ms"] > 0 and row["of_floor"] == row["a_median"] / row["floor_ms"]
+        assert row["floor_goal"] == 2.0 and row["rebuild_goal"] is None  # mlp is small
     startup = results["startup"]
     assert 0 < startup["first_frame"]["a_median"] <= startup["ready"]["a_median"]
     assert startup["ready"]["b_median"] > 0
@@ -267,3 +269,31 @@ def test_the_hog_row_compares_chosen_threads_with_torchs_default() -> None:
            "goal": HOG_GOAL}
     (goal,) = training_goals([row], cuda=True)
     assert goal.figure.startswith("train mlp (cpu, beside a CPU hog)")
+
+
+# --- edit latency against the floor -------------------------------------------------------------
+def _edit_comparison(ours: list[float], rebuild: list[float]) -> Comparison:
+    return Comparison("e", "diff", "rebuild", "ms", higher_is_better=False, a=ours, b=rebuild)
+
+
+def test_an_edit_meets_its_goal_within_twice_the_floor_and_on_big_models_a_third_of_rebuild(
+) -> None:
+    from tuilab.bench.edits import edit_row
+
+    small = edit_row(_edit_comparison([20.0], [22.0]), "mlp", "dtype", [0.1], 10.0, [10.0])
+    assert small["of_floor"] == 2.0 and small["met"] is True  # ≤ 2× floor; no rebuild goal
+    slow = edit_row(_edit_comparison([21.0], [90.0]), "mlp", "dtype", [0.1], 10.0, [10.0])
+    assert slow["met"] is False
+    big = edit_row(_edit_comparison([20.0], [60.0]), "gpt2_xl", "dtype", [5.0], 10.0, [10.0])
+    assert big["rebuild_goal"] == 0.3 and big["met"] is False  # 0.33× the rebuild
+    fast = edit_row(_edit_comparison([15.0], [60.0]), "rows_10k", "dtype", [5.0], 10.0, [10.0])
+    assert fast["met"] is True
+
+
+def test_the_10000_row_model_has_10000_rows_and_builds() -> None:
+    from tuilab.bench.edits import ROWS_10K, edit_spec, last_linear
+    from tuilab.core.lab import Lab
+
+    lab = Lab(edit_spec(ROWS_10K))
+    assert len(lab.snapshot.modules) == 10_001  # the Sequential and its 10,000 children
+    assert last_linear(lab) == "9998"

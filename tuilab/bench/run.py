@@ -135,9 +135,13 @@ def training_goals(rows: list[dict[str, Any]], cuda: bool) -> list[Goal]:
 
 
 def edit_goals(rows: list[dict[str, Any]]) -> list[Goal]:
+    from tuilab.bench.report import edit_goal_text
+
     return [Goal(f"edit '{row['edit']}' on {row['preset']}: key → inspector frame",
-                 f"{row['a_median']:.1f} ms (full rebuild {row['b_median']:.1f} ms)",
-                 f"< {row['goal_ms']:.0f} ms", row["met"]) for row in rows]
+                 f"{row['a_median']:.1f} ms = {row['of_floor']:.2f}× floor "
+                 f"({row['floor_ms']:.1f} ms), {row['ratio']:.2f}× rebuild "
+                 f"({row['b_median']:.1f} ms)", edit_goal_text(row), row["met"])
+            for row in rows]
 
 
 def startup_goals(startup: dict[str, Any]) -> list[Goal]:

@@ -4,10 +4,10 @@ Why: torch starts with one intra-op thread per core, and splits every operator a
 For a small step the split saves little, and on a busy machine it is ruinous: each operator
 ends in a barrier that waits for the slowest thread, and a thread that the scheduler has given
 to another process makes every step wait a time slice. Issue 13 measured it on a 2-core Xeon
-at load 5: `tuilab train mlp` ran 33 steps/s with torch's default 2 threads, 743 with one. So a run whose step is too small to split gets one
-thread; a bigger one keeps torch's default (where splitting pays on an idle machine); the
-user may set the number (CLI `--threads`, the app's training form, a workspace's
-``[training] threads``).
+at load 5: `tuilab train mlp` ran 33 steps/s with torch's default 2 threads, 743 with one.
+So a run whose step is too small to split gets one thread; a bigger one keeps torch's default
+(where splitting pays on an idle machine); the user may set the number (CLI `--threads`, the
+app's training form, a workspace's ``[training] threads``).
 
 The rule. Measured on the 2-core Xeon this was written on, which was never idle (other
 work kept the load at 9–10), batch 64, Adam, steps/s with 1 thread and with 2::
