@@ -101,7 +101,10 @@ async def test_a_run_shows_progress_and_plot_stops_and_keeps_its_history() -> No
         await pilot.pause()
         assert any("a training run is going" in m and s == "error" for m, s in app.notes)
         bar = panel.query_one(ProgressBar)
-        assert bar.total == 100000 and bar.progress > 0
+        # the bar and the line repaint on a timer (UI_INTERVAL): wait for it, however busy
+        # the machine is, rather than assume it fired already
+        await wait_for(pilot, lambda: bar.progress > 0, what="the progress bar")
+        assert bar.total == 100000
         assert "steps/s" in text_of(panel, "#train-stats")
         await wait_for(pilot, lambda: plot.draws > draws, what="a replot")
         await pilot.press("x")
@@ -370,3 +373,32 @@ def test_heatmap_scales_whole_pixels_and_places_points() -> None:
     assert matrix[0][7] != matrix[0][6]  # the point, drawn in its class's strong colour
     heatmap.show_heat([[0.0, 1.0]], base=[[1.0, 0.0]])
     assert heatmap.data is not None and heatmap.data.width > 4  # image, gap, blend
+
+
+async def test_the_training_form_sets_the_threads_and_the_run_line_shows_them() -> None:
+    """Blank: chosen from the model's size (mlp: one thread); a number: that many."""
+    lab = Lab(load_preset("mlp"))
+    lab.train_settings = {"batch_size": 8, "val_every": 0}
+    app = make_app(lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await ready(pilot)
+        for typed, threads in (("", 1), ("2", 2)):
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, TrainSettingsScreen),
+                           what="the settings form")
+            field = app.screen.query_one("#threads")
+            assert field.value == ""  # auto unless set
+            field.value = typed
+            app.screen.query_one("#steps").value = "100000"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: panel.last_batch is not None and panel.running
+                           and len(lab.runs[-1].steps) > 5, what="the first metrics")
+            await pilot.press("p")
+            panel._show_progress()
+            word = "thread" if threads == 1 else "threads"
+            assert f"steps/s · {threads} {word} · " in text_of(panel, "#train-stats")
+            assert panel.last_batch.threads == threads
+            assert lab.runs[-1].config.get("threads") == (threads if typed else None)
+            await pilot.press("x")
+            await wait_for(pilot, lambda: not panel.running, what="the run to stop")
+            lab.train_settings.pop("threads", None)  # the next form starts blank again
