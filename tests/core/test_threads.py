@@ -98,3 +98,20 @@ def test_the_callers_thread_count_is_left_alone() -> None:
     main = torch.get_num_threads()
     _run_threads(TrainConfig(task="moons", steps=2, val_every=0, threads=1), [])
     assert torch.get_num_threads() == main
+
+
+def test_a_users_own_forward_is_never_run_to_count_flops() -> None:
+    """A user's forward may count its calls or print: the rule estimates from parameters."""
+    calls: list[int] = []
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return self.fc(x)
+
+    assert step_flops(Counting(), torch.zeros(1, 4), 8) == 6 * (4 * 3 + 3) * 8
+    assert calls == []

@@ -42,6 +42,9 @@ from torch import Tensor, nn
 SPLIT_FLOPS = 200_000_000
 """FLOPs per training step below which a run uses one thread (see the table above)."""
 
+_KNOWN_CODE = ("torch", "tuilab")
+"""Packages whose modules' forward may be run to count MACs (no effects of their own)."""
+
 MAX_THREADS = 256
 """The most threads a user may ask for (a typo like 1000 is refused, not obeyed)."""
 
@@ -89,17 +92,21 @@ def step_flops(model: nn.Module, x: Tensor, batch_size: int) -> int | None:
 
     2 FLOPs per multiply-accumulate, and a backward pass costs about twice the forward (a
     gradient for the input and one for the weights), so a step is ~6× the forward MACs. The
-    MACs come from the shape engine (a meta-device copy: no values, no time); a model it
-    cannot count falls back to 6 × parameters × batch, exact for Linear layers.
+    MACs come from the shape engine (a meta-device copy: no values, no time), but only for a
+    model made of torch's and tuilab's own modules: counting runs ``forward``, and a user's
+    forward may have effects of its own (print, count its calls) that a training run must not
+    add to. Any other model is estimated as 6 × parameters × batch, exact for Linear layers.
     """
     from tuilab.core.shapes import summarize_module
 
     shape = (int(batch_size), *(int(d) for d in x.shape[1:]))
-    try:
-        summary = summarize_module(model, shape, takes_tokens=not x.is_floating_point())
-        macs = summary.total_macs if summary.error is None else 0
-    except Exception:
-        macs = 0
+    macs = 0
+    if all(type(m).__module__.split(".")[0] in _KNOWN_CODE for m in model.modules()):
+        try:
+            summary = summarize_module(model, shape, takes_tokens=not x.is_floating_point())
+            macs = summary.total_macs if summary.error is None else 0
+        except Exception:
+            macs = 0
     if macs > 0:
         return 6 * macs
     params = sum(p.numel() for p in model.parameters() if not nn.parameter.is_lazy(p))
