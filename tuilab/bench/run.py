@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", help=", ".join(name for name, _ in SECTIONS))
     parser.add_argument("--rounds", type=int, help="rounds of every section (at least 2)")
     parser.add_argument("--presets", help="training presets, e.g. lenet,transformer")
+    parser.add_argument("--edit-presets",
+                        help="edit-latency models, e.g. gpt2_xl,rows_10k (rows_10k: a "
+                             "synthetic model of 10,000 inspector rows)")
     options = parser.parse_args(argv)
     chosen = tuple(options.sections.split(",")) if options.sections else None
     known = {name for name, _ in SECTIONS}
@@ -324,6 +327,15 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown preset {', '.join(unknown)}; see `tuilab presets`")
     profile = chosen_profile(quick=options.quick, rounds=options.rounds, presets=presets)
+    if options.edit_presets:
+        from tuilab.bench.edits import ROWS_10K
+        from tuilab.core.workspace import preset_names
+
+        edit_presets = tuple(options.edit_presets.split(","))
+        unknown = sorted(set(edit_presets) - set(preset_names()) - {ROWS_10K})
+        if unknown:
+            parser.error(f"unknown edit preset {', '.join(unknown)}")
+        profile = replace(profile, edit_presets=edit_presets)
     words = list(sys.argv[1:] if argv is None else argv)
     return cmd_bench(Console(), quick=options.quick, as_json=options.json, sections=chosen,
                      profile=profile, command=" ".join(["python -m tuilab.bench.run", *words]))
