@@ -171,3 +171,23 @@ def test_without_a_summary_of_this_spec_the_palette_default_stays() -> None:
     lab.summary()
     lab.edit("add", "Linear", "", None)
     assert lab.spec.root.children[-1].args["in_features"] == 33  # the ReLU before it
+
+
+def test_a_workspace_from_before_batch_first_and_which_keeps_its_meaning(tmp_path) -> None:
+    """Files written when recurrent blocks were fixed to batch_first=True and SelectOutput
+    took an index still load, and mean what they meant: (batch, time, features), output."""
+    from tuilab.core.lab import Lab
+    from tuilab.core.workspace import load_workspace
+
+    path = tmp_path / "old.toml"
+    path.write_text(
+        '[tuilab]\nformat = 1\n[model]\nname = "old"\ninput_shape = [4, 7, 3]\n'
+        '[model.root]\nname = ""\nblock = "Sequential"\nchildren = [\n'
+        '  { name = "rnn", block = "LSTM", args = { input_size = 3, hidden_size = 5 } },\n'
+        '  { name = "pick", block = "SelectOutput", args = { index = 0 } },\n]\n',
+        encoding="utf-8")
+    lab = Lab.from_workspace(load_workspace(path))
+    assert lab.model.rnn.batch_first is True
+    assert lab.spec.root.children[1].args["which"] == "output"
+    report, _ = lab.forward()
+    assert tuple(lab.layer_outputs[""].shape) == (4, 7, 5)

@@ -156,6 +156,7 @@ def _node_from_data(data: Any, where: str, path: str, depth: int, counter: list[
     args = data.get("args", {})
     if not isinstance(args, Mapping):
         raise SpecFileError("must be a table of argument values", where=f"{where}.args")
+    args = _upgrade_args(block, args)
     try:
         values = get_block(block).validate(args, where=f"{where}.args")
     except ArgumentError as error:
@@ -169,6 +170,28 @@ def _node_from_data(data: Any, where: str, path: str, depth: int, counter: list[
     )
     return Node(name=name, block=block, args=values, children=children, frozen=frozen,
                 id=node_id)
+
+
+_RECURRENT = frozenset({"RNN", "LSTM", "GRU"})
+_OLD_SELECT_INDEX = {0: "output", 1: "h_n"}
+
+
+def _upgrade_args(block: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Read files written before two arguments changed, meaning what they meant then.
+
+    Recurrent blocks used to be built with batch_first=True, fixed, so a file whose RNN, LSTM
+    or GRU does not name `batch_first` keeps True (the writer names every argument now, so a
+    new file always says which). SelectOutput took an `index` into (output, state); it now
+    takes `which`.
+    """
+    if block in _RECURRENT and "batch_first" not in args:
+        return {**args, "batch_first": True}
+    if block == "SelectOutput" and "index" in args and "which" not in args:
+        index = args["index"]
+        rest = {key: value for key, value in args.items() if key != "index"}
+        if isinstance(index, int) and not isinstance(index, bool) and index in _OLD_SELECT_INDEX:
+            return {**rest, "which": _OLD_SELECT_INDEX[index]}
+    return args
 
 
 def _resolve_shares(root: Node, shares: list[tuple[str, str, str]]) -> Node:
