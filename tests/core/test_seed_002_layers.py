@@ -189,5 +189,5 @@ def test_a_workspace_from_before_batch_first_and_which_keeps_its_meaning(tmp_pat
     lab = Lab.from_workspace(load_workspace(path))
     assert lab.model.rnn.batch_first is True
     assert lab.spec.root.children[1].args["which"] == "output"
-    report, _ = lab.forward()
+    lab.forward()
     assert tuple(lab.layer_outputs[""].shape) == (4, 7, 5)
