@@ -445,7 +445,8 @@ async def test_code_log_copy() -> None:
         await pilot.press("Y")
         await pilot.pause()
         assert app.clipboard.splitlines()[-1] == "net.eval()"
-        assert app.clipboard.splitlines()[0].startswith("net = build_model()")
+        assert app.clipboard.startswith("# tuilab code log")  # a script, preamble first
+        assert "\nnet = build_model()  # " in app.clipboard
 
 
 async def test_help_screen_and_command_palette_list_the_actions() -> None:

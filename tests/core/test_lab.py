@@ -20,7 +20,7 @@ def test_adding_a_linear_reports_its_module_and_parameters() -> None:
     update = lab.edit("add", "Linear", "", args={"in_features": 10, "out_features": 3})
     assert update.diff.modules.added == ("3",)
     assert set(update.diff.parameters.added) == {"3.weight", "3.bias"}
-    assert update.code == "net.append(nn.Linear(10, 3))"
+    assert update.code == "torch.manual_seed(1)\nnet.append(nn.Linear(10, 3))"
     assert isinstance(lab.model[3], nn.Linear)
     assert lab.code_log[-1] == update.code and lab.dirty
 

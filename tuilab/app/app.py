@@ -370,8 +370,8 @@ class TuilabApp(App[int]):
                 self.builder.show_modules(lab.snapshot.modules)
             self.inspector.load(lab)
             self.header.show(lab)
-            self.code_log.add(f"net = build_model()  # {lab.name}" if lab.editable
-                              else f"net = {lab.name}()  # your module")
+            for index, code in enumerate(lab.code_log):  # the load, then its modes
+                self.code_log.add(lab.load_line if index == 0 else code, script=code)
             self._mount_run_panel(lab, previous)
             self._update_status()
             self._request_summary()

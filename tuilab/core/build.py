@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from tuilab.core.errors import BuildError
-from tuilab.core.spec import ModelSpec, Node, walk
+from tuilab.core.spec import ModelSpec, Node, shared_order, walk
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,8 @@ class Builder:
         self.training = training
         self._cache: dict[str, tuple[tuple[Any, ...], nn.Module, int]] = {}
         self._generation = 0
+        self.created: list[str] = []
+        """The node ids the last build constructed, in the order it constructed them."""
 
     def module_for(self, node_id: str) -> nn.Module | None:
         entry = self._cache.get(node_id)
@@ -70,6 +72,7 @@ class Builder:
                                               else child.name)) for child in node.children]
             module = self._reuse(node)
             if module is None:
+                self.created.append(node.id)
                 try:
                     module = self._create(node, children, torch)
                 except BuildError:
@@ -85,6 +88,9 @@ class Builder:
             made[node.id] = module
             return module
 
+        self.created = []
+        for target_id in shared_order(root):  # first, as the exported code makes them
+            assemble(by_id[target_id], "")
         model = assemble(root, "")
         _apply_frozen(root, made)
         self._prune()

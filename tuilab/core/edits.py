@@ -52,20 +52,9 @@ class EditResult:
 
 def module_expr(root: Node, path: str, var: str = "net") -> str:
     """`net.features[0]`: how PyTorch code reaches the module at `path`."""
-    expr = var
-    node = root
-    if not path:
-        return expr
-    for part in path.split("."):
-        positional = is_positional([c.name for c in node.children])
-        if positional or (node.is_container and node.definition.container == "dict"):
-            expr += f"[{part}]" if positional else f"[{part!r}]"
-        elif part.isidentifier():
-            expr += f".{part}"
-        else:
-            expr += f".get_submodule({part!r})"
-        node = next(c for c in node.children if c.name == part)
-    return expr
+    from tuilab.core.codelog import module_path_expr
+
+    return module_path_expr(root, path, var)
 
 
 class SpecEditor:
@@ -217,16 +206,18 @@ class SpecEditor:
         target = self._expr(parent)
         kind = container.definition.container
         at_end = position == len(container.children)
+        positional = name.isdigit() and is_positional([c.name for c in container.children])
+        if kind in ("sequential", "list") and positional:
+            if at_end:
+                return f"{target}.append({call})"
+            return f"{target}.insert({position}, {call})"
+        if not at_end:
+            return ""  # no single call inserts here: the lab logs the new `_modules` layout
         if kind == "mysequential":
             return f"{target}._modules[{name!r}] = {call}"
         if kind == "dict":
             return f"{target}[{name!r}] = {call}"
-        if name.isdigit() and is_positional([c.name for c in container.children]):
-            if at_end:
-                return f"{target}.append({call})"
-            return f"{target}.insert({position}, {call})"
-        line = f"{target}.add_module({name!r}, {call})"
-        return line if at_end else f"{line}  # then moved to position {position}"
+        return f"{target}.add_module({name!r}, {call})"
 
     def remove(self, path: str) -> EditResult:
         _not_root(path, "removed")
@@ -376,8 +367,9 @@ class SpecEditor:
         reference = Node(name=name, block=target_node.block, ref=target_node.id)
         root, path, position = self._place(self._root(), parent, reference, index)
         target_path = next(p for p, n in walk(root) if n.id == target_node.id)
-        code = self._insert_code(parent, container, leaf_name(path),
-                                 self._expr(target_path, root), position)
+        old_target = next(p for p, n in walk(self._root()) if n.id == target_node.id)
+        code = self._insert_code(parent, container, leaf_name(path), self._expr(old_target),
+                                 position)
         return self._commit(self._with_root(root), f"share {target_path} at {path}", code, path)
 
     def set_frozen(self, path: str, frozen: bool) -> EditResult:
@@ -394,7 +386,19 @@ class SpecEditor:
         checked = check_input_shape(shape)
         spec = replace(self._spec, input_shape=checked)
         text = ", ".join(str(d) for d in checked)
-        return self._commit(spec, f"input shape ({text})", f"x = torch.randn({text})", None)
+        return self._commit(spec, f"input shape ({text})", input_code(
+            checked, takes_tokens=spec.takes_tokens, vocab_size=spec.vocab_size), None)
+
+
+def input_code(input_shape: tuple[int, ...], *, takes_tokens: bool = False,
+               vocab_size: int | None = None) -> str:
+    """The lab's default input for this shape as PyTorch (`x = torch.rand(2, 4,
+    generator=g)` after its seeded generator): floats in [0, 1), or token ids."""
+    from tuilab.core.expressions import assignment_source, parse_expression
+    from tuilab.core.inputs import DEFAULT_SEED, default_input_text
+
+    text = default_input_text(input_shape, takes_tokens=takes_tokens, vocab_size=vocab_size)
+    return assignment_source("x", parse_expression(text), seed=DEFAULT_SEED)
 
 
 def _not_root(path: str, verb: str) -> None:

@@ -25,7 +25,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from tuilab import __version__
-from tuilab.core.spec import ModelSpec, Node, find, is_positional, walk
+from tuilab.core.spec import ModelSpec, Node, find, is_positional, shared_order, walk
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -175,6 +175,13 @@ def _block_definitions(targets: Iterable[str]) -> list[_Definition]:
     return sorted(wanted.values(), key=lambda d: (d.module, d.order))
 
 
+def block_sources(targets: Iterable[str], skip: set[str] = frozenset()) -> tuple[str, set[str]]:
+    """The source of these ``module:Class`` blocks and what they use, leaving out the
+    definitions named in ``skip`` (a script that already has them); also the names defined."""
+    definitions = [d for d in _block_definitions(targets) if d.name not in skip]
+    return "\n\n\n".join(d.text for d in definitions), {d.name for d in definitions}
+
+
 # --- the model class --------------------------------------------------------------------------
 def _camel(name: str) -> str:
     parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
@@ -271,26 +278,7 @@ class _Exporter:
 
     def target_order(self) -> list[str]:
         """Shared nodes in an order where each is defined after the shared nodes inside it."""
-        ordered: list[str] = []
-        visiting: set[str] = set()
-
-        def visit(target_id: str) -> None:
-            if target_id in ordered:
-                return
-            if target_id in visiting:
-                raise ValueError("shared blocks contain each other; cannot export a cycle")
-            visiting.add(target_id)
-            for _, inner in walk(self.by_id[target_id]):
-                if inner.id != target_id:
-                    inner_target = inner.ref or (inner.id if inner.id in self.targets else None)
-                    if inner_target is not None:
-                        visit(inner_target)
-            visiting.discard(target_id)
-            ordered.append(target_id)
-
-        for target_id in sorted(self.targets, key=lambda i: self.path_of[i]):
-            visit(target_id)
-        return ordered
+        return shared_order(self.root)
 
     def reach(self, path: str) -> str:
         if path == "":

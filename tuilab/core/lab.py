@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuilab.core.build import Builder
+from tuilab.core.codelog import ScriptWriter, edit_code
 from tuilab.core.edits import EditResult, SpecEditor, check_input_shape
 from tuilab.core.errors import (
     EditError,
@@ -29,6 +30,7 @@ from tuilab.core.errors import (
     TuilabError,
 )
 from tuilab.core.introspect import Snapshot, SnapshotDiff, diff, snapshot
+from tuilab.core.rng import seeded, untracked
 from tuilab.core.spec import ModelSpec, Node, walk
 from tuilab.core.workspace import Workspace, load_workspace, save_workspace
 
@@ -132,6 +134,8 @@ class Lab:
         self.dtype_name = "float32"
         self.device = "cpu"
         self.code_log: list[str] = []
+        """The script text of every action, oldest first (`codelog.script_text` runs it)."""
+        self.script = ScriptWriter()
         self.runs: list[RunRecord] = []
         self.train_settings: dict[str, Any] = {}
         self.path: Path | None = None
@@ -155,6 +159,8 @@ class Lab:
         self.weights_unsaved = False
         """A user's module was trained since its weights were last saved: no workspace file
         holds them, so quitting asks (see `save_weights`)."""
+        self._data_dir: Path | None = None
+        self._data_count = 0
         if module is not None:
             self.builder = None
             self.model = module
@@ -166,7 +172,12 @@ class Lab:
         else:
             self._choose_device_for_size()
             self.builder = Builder(device=self.device, training=self.training)
-            self.model = self.builder.build(self.spec)
+            seed = self.script.next_seed()
+            with seeded(seed):
+                self.model = self.builder.build(self.spec)
+            self.code_log.append(self.script.load(self.spec, seed) + "\n" + self.load_line)
+        if module is not None:
+            self.code_log.append(self.load_line)
         self.snapshot = snapshot(self.model)
 
     # --- construction ---------------------------------------------------------------------
@@ -217,6 +228,13 @@ class Lab:
         if total > MATERIALISE_LIMIT_BYTES:
             self.device = "meta"
             self.too_large_bytes = total
+
+    @property
+    def load_line(self) -> str:
+        """The code log's line for loading this model (the script defines `build_model`)."""
+        if self.editor is not None:
+            return f"net = build_model()  # {self.name}"
+        return f"net = {self._name}()  # your module (its code is not part of the log)"
 
     # --- what the app shows ---------------------------------------------------------------
     @property
@@ -332,8 +350,10 @@ class Lab:
         except ModeError:
             editor.rollback(before)
             raise
+        seed = self._seed_for(self.builder.new_nodes(result.spec))
         try:
-            self.model = self.builder.build(result.spec)
+            with seeded(seed):
+                self.model = self.builder.build(result.spec)
         except Exception as error:
             editor.rollback(before)
             self.model = self.builder.build(editor.spec)
@@ -344,7 +364,15 @@ class Lab:
                 self._journal.pop()
         else:
             self._journal = [*self._journal[-199:], "spec"]
-        return self._refresh(result.description, result.code, result.path)
+        code = edit_code(self.script, action, before[0], result.spec, result.code,
+                         self.builder.created, result.description)
+        return self._refresh(result.description, _with_seed(seed, code), result.path)
+
+    def _seed_for(self, fresh: list[Node]) -> int | None:
+        """A new seed when a new block will draw random weights (None when none will)."""
+        if any(node_param_bytes(node) for node in fresh):
+            return self.script.next_seed()
+        return None
 
     def _check_fits(self, spec: ModelSpec) -> None:
         """Refuse an edit whose new blocks would push the live model past what tuilab
@@ -380,6 +408,7 @@ class Lab:
         self.training = training
         if self.builder is not None:
             self.builder.training = training
+        self._script_suffix()
         return self._refresh("train mode" if training else "eval mode", code)
 
     def set_dtype(self, name: str) -> LabUpdate:
@@ -391,6 +420,7 @@ class Lab:
         self.dtype_name = name
         if self.builder is not None:
             self.builder.dtype = dtype
+        self._script_suffix()
         return self._refresh(f"dtype {name}", code + self._optimizer_note())
 
     def set_device(self, name: str) -> LabUpdate:
@@ -406,6 +436,11 @@ class Lab:
         if self.builder is not None:
             self.builder.device = self.device
         return self._refresh(f"device {self.device}", code + self._optimizer_note())
+
+    def _script_suffix(self) -> None:
+        """What the builder does to each new module, said in the script's constructors."""
+        suffix = "" if self.dtype_name == "float32" else f".to(torch.{self.dtype_name})"
+        self.script.suffix = suffix + ("" if self.training else ".eval()")
 
     def _optimizer_note(self) -> str:
         return "  # the optimizer is rebuilt for the next run: its state was reset"
@@ -531,10 +566,19 @@ class Lab:
 
         x, code = self._input_tensor()
         outputs: dict[str, torch.Tensor] = {}
-        with _unchanged_on_failure(self.model, "forward pass", x):
+        seed = self.script.next_seed()  # dropout draws from the generator in train mode
+        with seeded(seed), _unchanged_on_failure(self.model, "forward pass", x):
             report = forward_report(self.model, x, outputs=outputs)
         self.layer_outputs = outputs
-        return report, self._refresh("forward pass", code + "out = net(x)", dirty=False)
+        line = f"out = {self._net_call(x)}"
+        return report, self._refresh("forward pass", code + _with_seed(seed, line), dirty=False)
+
+    def _net_call(self, x: torch.Tensor) -> str:
+        """`net(x)`, or `net(x.to(torch.float64))` where the lab casts the input to its dtype
+        (the input's line makes float32 values)."""
+        if x.is_floating_point() and self.dtype_name != "float32":
+            return f"net(x.to(torch.{self.dtype_name}))"
+        return "net(x)"
 
     def backward(self, grad: str | None = None) -> tuple[BackwardReport, LabUpdate]:
         """With a chosen input (or `grad` given): `out = net(x); out.backward(GRAD)`, GRAD
@@ -546,16 +590,72 @@ class Lab:
 
         if self.chosen_input is not None or grad is not None:
             return self._backward_on_input(grad)
+        from tuilab.core.runtime import parse_dtype
 
         data = self.task_data(self.train_settings.get("task"),
                               samples=max(8, self.input_shape[0]))
         batch = slice(0, self.input_shape[0])
+        dtype = parse_dtype(self.dtype_name)
         x = data.x_train[batch].to(self.device)
-        with _unchanged_on_failure(self.model, "backward pass", x):
-            report = backward_report(self.model, x, data.y_train[batch].to(self.device),
-                                     data.loss)
-        return report, self._refresh("backward pass",
-                                     "loss = loss_fn(net(x), y); loss.backward()", dirty=False)
+        y = data.y_train[batch].to(self.device)
+        x = x.to(dtype) if x.is_floating_point() else x
+        y = y.to(dtype) if y.is_floating_point() else y
+        seed = self.script.next_seed()  # dropout draws from the generator in train mode
+        with seeded(seed), _unchanged_on_failure(self.model, "backward pass", x):
+            report = backward_report(self.model, x, y, data.loss)
+        # The task's data is tuilab's, not PyTorch's: the script loads the very batch.
+        where = self._save_data("batch", {"x": x.detach().cpu(), "y": y.detach().cpu()})
+        code = _with_seed(seed, (
+            f"batch = torch.load({str(where)!r}, weights_only=True)  # the task's x and y\n"
+            f"loss = {data.loss}(net(batch['x']), batch['y'])\nloss.backward()"))
+        return report, self._refresh("backward pass", code, dirty=False)
+
+    def _save_data(self, kind: str, tensors: dict[str, Any]) -> Path:
+        """Save tensors the script loads (a task's batch, a run's weights) in this session's
+        folder; `torch.load(..., weights_only=True)` reads them back."""
+        import tempfile
+
+        import torch
+
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="tuilab-log-"))
+        self._data_count += 1
+        path = self._data_dir / f"{kind}-{self._data_count}.pt"
+        torch.save(tensors, path)
+        return path
+
+    def grad_cam_code(self, data: Any, view: Any) -> str:
+        """Seed 002's Grad-CAM as PyTorch, on the very image (saved: it is the task's), for the
+        code log; it changes nothing in the model, as in the lab."""
+        image = data.x_val[view.index : view.index + 1].detach().cpu()
+        where = self._save_data("image", {"image": image})
+        layer = self._module_expr(view.layer_path)
+        restore = "net.train()" if self.training else "net.eval()"
+        code = "\n".join([
+            f"image = torch.load({str(where)!r}, weights_only=True)['image']"
+            f"  # validation image {view.index}",
+            "acts = {}",
+            f"h = {layer}.register_forward_hook(lambda m, args, out: acts.update(a=out))",
+            "net.eval()",
+            f"scores = net(image.to(torch.{self.dtype_name}).requires_grad_())",
+            "h.remove()",
+            f"grads, = torch.autograd.grad(scores[0, {view.class_index}], acts['a'])",
+            "cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * acts['a']).sum(dim=1))",
+            restore,
+        ])
+        self.code_log.append(code)
+        return code
+
+    def after_run(self, run: RunRecord) -> LabUpdate:
+        """Re-snapshot after a run; the log loads the weights the run ended with (a run's
+        steps draw from tuilab's task data, so the script takes their result as values)."""
+        if not run.steps or self.on_meta:
+            return self.refresh("after training")
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        where = self._save_data("weights", state)
+        code = (f"net.load_state_dict(torch.load({str(where)!r}, weights_only=True))"
+                f"  # the weights {run.name} ended with")
+        return self.refresh("after training", code)
 
     def _backward_on_input(self, grad: str | None) -> tuple[BackwardReport, LabUpdate]:
         import torch
@@ -567,14 +667,18 @@ class Lab:
 
         parse_expression(grad or "torch.ones_like(out)", names={"out"})  # refuse before running
         x, code = self._input_tensor()
-        with _unchanged_on_failure(self.model, "backward pass", x), torch.enable_grad():
+        seed = self.script.next_seed()  # dropout draws from the generator in train mode
+        with (seeded(seed), _unchanged_on_failure(self.model, "backward pass", x),
+              torch.enable_grad()):
             out = first_tensor(self.model(x))
             if out is None:
                 raise RunError("the model returned no tensor: nothing to differentiate")
             used, line = backward_with(out, grad)
         loss = float((out.detach().double() * used.double()).sum())
         report = BackwardReport(loss=loss, grad_norms=grad_norms(self.model))
-        return report, self._refresh("backward pass", f"{code}out = net(x)\n{line}",
+        return report, self._refresh("backward pass",
+                                     code + _with_seed(seed,
+                                                       f"out = {self._net_call(x)}\n{line}"),
                                      dirty=False)
 
     def zero_grad(self) -> LabUpdate:
@@ -588,7 +692,9 @@ class Lab:
         from tuilab.core.runtime import apply_init
 
         module = module_at(self.model, path)
-        code = apply_init(module, scheme, **options)
+        seed = self.script.next_seed() if scheme not in ("constant", "zeros") else None
+        with seeded(seed):
+            code = _with_seed(seed, apply_init(module, scheme, **options))
         target = self._module_expr(path)
         return self._refresh(f"init {scheme} on {path or 'the model'}",
                              code.replace("net.", f"{target}.", 1) if target != "net" else code,
@@ -620,8 +726,9 @@ class Lab:
         from tuilab.core.tasks import make_task
 
         name = task or self.default_task
-        return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
-                         model=self.model, seed=seed, samples=samples)
+        with untracked():  # a task seeds the global generator: the log's seeds must not move
+            return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
+                             model=self.model, seed=seed, samples=samples)
 
     # --- hooks ----------------------------------------------------------------------------
     @property
@@ -635,7 +742,8 @@ class Lab:
 
     def add_hook(self, path: str, kind: str, action: str) -> tuple[int, LabUpdate]:
         """Register a forward / forward_pre / backward hook on the live module at `path`."""
-        hook_id = self.hooks.add(self.model, path, kind, action)
+        hook_id = self.hooks.add(self.model, path, kind, action,
+                                 target=self._module_expr(path))
         info = next(h for h in self.hooks.active() if h.id == hook_id)
         return hook_id, self._refresh(f"{kind} hook on {path or 'the model'}", info.code, path,
                                       dirty=False)
@@ -791,7 +899,17 @@ class Lab:
         if self.editor is not None:
             return self.edit("set_input_shape", shape)
         self._input_shape = shape
-        return self._refresh(f"input shape {shape}", f"x = torch.randn{shape}")
+        from tuilab.core.edits import input_code
+
+        return self._refresh(f"input shape {shape}", input_code(
+            shape, takes_tokens=self.takes_tokens, vocab_size=self.vocab_size))
+
+
+def _with_seed(seed: int | None, code: str) -> str:
+    """`torch.manual_seed(n)` before the code of an action the lab seeded with n."""
+    if seed is None or not code:
+        return code
+    return f"torch.manual_seed({seed})\n{code}"
 
 
 def _fingerprint(path: Path) -> str | None:

@@ -682,20 +682,19 @@ INIT_SCHEMES = (
     "my_init",
 )
 
-_INIT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+_INIT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # (function name in the code echo, body lines with {value}/{std} filled in)
 _INIT_CODE = {
     "normal": ("init_normal", ["nn.init.normal_(m.weight, mean=0, std={std})",
-                               "nn.init.zeros_(m.bias)"]),
+                               "if m.bias is not None: nn.init.zeros_(m.bias)"]),
     "xavier_uniform": ("xavier", ["nn.init.xavier_uniform_(m.weight)"]),
     "xavier_normal": ("xavier_normal", ["nn.init.xavier_normal_(m.weight)"]),
     "kaiming_uniform": ("kaiming", ["nn.init.kaiming_uniform_(m.weight, nonlinearity='relu')"]),
     "kaiming_normal": ("kaiming_normal",
                        ["nn.init.kaiming_normal_(m.weight, nonlinearity='relu')"]),
     "orthogonal": ("orthogonal", ["nn.init.orthogonal_(m.weight)"]),
-    "constant": ("init_{value}", ["nn.init.constant_(m.weight, {value})",
-                                  "nn.init.zeros_(m.bias)"]),
-    "zeros": ("init_zeros", ["nn.init.zeros_(m.weight)", "nn.init.zeros_(m.bias)"]),
+    "constant": ("init_{value}", ["nn.init.constant_(m.weight, {value})"]),
+    "zeros": ("init_zeros", ["nn.init.zeros_(m.weight)", "if m.bias is not None: nn.init.zeros_(m.bias)"]),
     "my_init": ("my_init", ["nn.init.uniform_(m.weight, -10, 10)",
                             "m.weight.data *= m.weight.data.abs() >= 5"]),
 }
@@ -725,7 +724,7 @@ def _init_fn(scheme: str, value: float, std: float) -> Callable[[nn.Module], Non
             init.uniform_(w, -10, 10)
             w *= w.abs() >= 5
 
-    zero_bias = scheme in ("normal", "constant", "zeros")
+    zero_bias = scheme in ("normal", "zeros")
 
     def fn(m: nn.Module) -> None:
         if not isinstance(m, _INIT_TYPES):
@@ -767,13 +766,20 @@ def apply_init(module: nn.Module, scheme: str, *, value: float = 42.0, std: floa
     with torch.no_grad():
         module.apply(_init_fn(scheme, float(value), float(std)))
     fn_name, body = _INIT_CODE[scheme]
-    value_text = f"{value:g}"
-    fn_name = fn_name.format(value=value_text.replace(".", "_").replace("-", "m"))
+    value_text = _number(value)
+    fn_name = fn_name.format(value=f"{value:g}".replace(".", "_").replace("-", "m")
+                             .replace("+", ""))
     lines = [f"def {fn_name}(m):",
-             "    if type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d):"]
-    lines += ["        " + line.format(value=value_text, std=f"{std:g}") for line in body]
+             "    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):"]
+    lines += ["        " + line.format(value=value_text, std=_number(std)) for line in body]
     lines.append(f"{name}.apply({fn_name})  # {count} layer{'s' if count != 1 else ''}")
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """A number as Python source that reads back to the very same float (`42`, `0.01`)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -850,8 +856,11 @@ class HookKit:
             self._events.append(HookEvent(path, kind, message))
             self.fired[path] = self.fired.get(path, 0) + 1
 
-    def add(self, model: nn.Module, path: str, kind: str, action: str) -> int:
-        """Register a ``kind`` hook doing ``action`` on the module at ``path``; returns its id."""
+    def add(self, model: nn.Module, path: str, kind: str, action: str, *,
+            target: str | None = None) -> int:
+        """Register a ``kind`` hook doing ``action`` on the module at ``path``; returns its id.
+
+        ``target`` is how the code line reaches that module (``net.features[0]``)."""
         from tuilab.core.introspect import module_at
 
         if kind not in HOOK_KINDS:
@@ -891,7 +900,8 @@ class HookKit:
             handle = module.register_full_backward_hook(backward_hook)
             register = "register_full_backward_hook"
         hook_id = next(self._ids)
-        target = "net" if not path else "net." + path
+        if target is None:
+            target = "net" if not path else f"net.get_submodule({path!r})"
         code = f"h{hook_id} = {target}.{register}(print_{action})"
         with self._lock:
             self._handles[hook_id] = (HookInfo(hook_id, path, kind, action, code), handle)

@@ -378,9 +378,12 @@ def _private_rng() -> Iterator[None]:
 
     Only the CPU fallback needs this: meta tensors draw no random numbers. The CPU generator
     is process-wide, so a training thread drawing numbers during a (rare) fallback would see
-    the seeded stream; shapes do not depend on it.
+    the seeded stream; shapes do not depend on it. It holds `RNG_LOCK`, so a lab action that
+    seeds (and the code log replays) never sees these draws.
     """
-    with torch.random.fork_rng(devices=[]):
+    from tuilab.core.rng import untracked
+
+    with untracked():
         torch.manual_seed(0)
         yield
 

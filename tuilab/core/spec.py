@@ -245,3 +245,35 @@ def fresh_copy(node: Node) -> Node:
 
 def argument_error_to_edit(error: ArgumentError, where: str) -> EditError:
     return EditError(error.message, where=error.where or where)
+
+
+def shared_order(root: Node) -> list[str]:
+    """The ids of shared (referenced) nodes, each after the shared nodes inside it.
+
+    Both the builder and the exporter construct these first, in this order, then the rest
+    of the tree in tree order: the same order of constructors draws the same random numbers,
+    so a seeded replay of the code log (or the exported file) makes the very same weights.
+    """
+    by_id = {node.id: node for _, node in walk(root)}
+    path_of = {node.id: path for path, node in walk(root)}
+    targets = {node.ref for _, node in walk(root) if node.ref is not None and node.ref in by_id}
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(target_id: str) -> None:
+        if target_id in ordered:
+            return
+        if target_id in visiting:
+            raise ValueError("shared blocks contain each other; cannot export a cycle")
+        visiting.add(target_id)
+        for _, inner in walk(by_id[target_id]):
+            if inner.id != target_id:
+                inner_target = inner.ref or (inner.id if inner.id in targets else None)
+                if inner_target is not None:
+                    visit(inner_target)
+        visiting.discard(target_id)
+        ordered.append(target_id)
+
+    for target_id in sorted(targets, key=lambda i: path_of[i]):
+        visit(target_id)
+    return ordered

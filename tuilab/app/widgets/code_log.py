@@ -1,7 +1,9 @@
 """The code log: the PyTorch line of every action, so the user learns the API by watching.
 
 Lines are kept as text as well as drawn (syntax-highlighted), so `y` can copy the last one and
-`Y` the whole session.
+`Y` the whole session as a script (`core.codelog.script_text`): the preamble, then what each
+action ran, including what a line needs and the log does not show (the definition of
+`build_model()` behind `net = build_model()`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ class CodeLog(RichLog):
         super().__init__(id=id, wrap=False, markup=False, highlight=False, max_lines=2000)
         self.lines_text: list[str] = []
         """Every line written, oldest first."""
+        self.script_entries: list[str] = []
+        """What each line runs in the script: the line itself, or more where it needs it."""
 
-    def add(self, code: str) -> None:
-        """Append one action's code (skipping empty ones)."""
+    def add(self, code: str, script: str | None = None) -> None:
+        """Append one action's code (skipping empty ones); `script` is what the session's
+        script holds for it, when that is more than the line shown."""
         code = code.rstrip()
         if not code:
             return
         self.lines_text.append(code)
+        self.script_entries.append(script if script is not None else code)
         self.write(Syntax(code, "python", theme="ansi_dark", background_color="default",
                           word_wrap=False))
 
@@ -37,4 +43,7 @@ class CodeLog(RichLog):
 
     @property
     def all_text(self) -> str:
-        return "\n".join(self.lines_text) + ("\n" if self.lines_text else "")
+        """The session as a script that replays it with plain PyTorch."""
+        from tuilab.core.codelog import script_text
+
+        return script_text(self.script_entries)

@@ -690,6 +690,7 @@ class RunPanel(Widget, can_focus=True):
             data = self._cam_data[key] = self.lab.task_data(task)
         view = views.grad_cam_view(self.lab.model, data, index, class_index, layer)
         self.post_message(self.ViewReady("grad-cam", view))
+        self.post_message(CodeLine(self.lab.grad_cam_code(data, view)))
 
     def action_boundary(self) -> None:
         task = (self.run.config.get("task") if self.run is not None else None) or (
@@ -806,7 +807,8 @@ class RunPanel(Widget, can_focus=True):
             lines.append(f"    nn.utils.clip_grad_norm_(net.parameters(), "
                          f"{settings['grad_clip']})")
         lines.append("    opt.step()")
-        return "\n".join(lines)
+        # A comment: the steps draw tuilab's task data; the log loads the weights they make.
+        return "\n".join("# " + line for line in lines)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
     def _train(self, run: RunRecord, stop: threading.Event, pause: threading.Event) -> None:
@@ -925,7 +927,7 @@ class RunPanel(Widget, can_focus=True):
         plot.set_runs(self.lab.runs)
         plot.replot()
         try:
-            self._changed(self.lab.refresh("after training"), log=False)
+            self._changed(self.lab.after_run(run))
         except Exception as err:
             self._error(err)
         self._update_status()
