@@ -82,6 +82,19 @@ def _square_linear(lab: Lab) -> str:
                 and n.args["in_features"] == n.args["out_features"])
 
 
+def _weights(lab: Lab) -> None:
+    """Save the first Linear's weights, overwrite them with an init, load them back; and the
+    whole model's, through a .pt file written by PyTorch itself."""
+    node = _first_leaf_path(lab, "Linear")
+    folder = Path(lab._save_data("dir", {})).parent
+    lab.save_weights(folder / "block.safetensors", node)
+    lab.initialise(node, "constant")
+    lab.load_weights(folder / "block.safetensors", node)
+    torch.save(lab.model.state_dict(), folder / "whole.pt")
+    lab.initialise("", "normal")
+    lab.load_weights(folder / "whole.pt")
+
+
 ACTIONS: dict[str, Callable[[Lab], object]] = {
     "add": lambda lab: lab.edit("add", "Linear", args={"in_features": _width(lab),
                                                        "out_features": _width(lab)}),
@@ -119,6 +132,7 @@ ACTIONS: dict[str, Callable[[Lab], object]] = {
     "hooks": _hooks,
     "grad_cam": _grad_cam,
     "training": _train,
+    "weights": _weights,
 }
 
 SESSIONS: dict[str, tuple[str, list[str]]] = {
@@ -130,9 +144,10 @@ SESSIONS: dict[str, tuple[str, list[str]]] = {
                     "init_xavier", "forward"]),
     "mysequential": ("mysequential", ["add", "add_at", "remove", "move_up", "undo",
                                       "set_args", "duplicate", "undo", "redo", "remove_last",
-                                      "undo", "forward", "init_kaiming", "add_into", "add",
-                                      "indent", "undo", "redo", "forward"]),
-    "shared_mlp": ("shared_mlp", ["set_args_shared", "forward", "remove", "undo",
+                                      "undo", "forward", "init_kaiming", "weights",
+                                      "add_into", "add", "indent", "undo", "redo",
+                                      "forward"]),
+    "shared_mlp": ("shared_mlp", ["weights", "set_args_shared", "forward", "remove", "undo",
                                   "duplicate", "init_my", "undo", "redo", "backward"]),
     "lenet": ("lenet", ["add_at", "move_up", "undo", "rename", "remove", "undo", "set_args",
                         "forward", "backward", "grad_cam", "training", "eval", "init_kaiming",

@@ -50,6 +50,7 @@ from tuilab.app.messages import (
 )
 from tuilab.app.screens.dialogs import ChoiceScreen, ConfirmScreen, TextPrompt, UnsavedScreen
 from tuilab.app.screens.help import HelpScreen
+from tuilab.app.weights_flow import WeightsActions
 from tuilab.app.widgets.arg_form import ArgForm
 from tuilab.app.widgets.builder import BuilderTree, ShapeInfo
 from tuilab.app.widgets.code_log import CodeLog
@@ -105,7 +106,7 @@ LAB_ACTIONS = frozenset({
     "remove", "duplicate", "rename", "edit_args", "mark", "share", "undo", "redo", "freeze",
     "toggle_training", "device", "precision", "save", "save_as", "copy_last", "copy_all",
     "run_forward", "run_backward", "run_zero_grad", "run_init", "run_train", "run_pause",
-    "run_stop", "copy_export", "set_input_shape",
+    "run_stop", "copy_export", "set_input_shape", "save_weights", "load_weights",
 })
 FILE_ACTIONS = frozenset({"open_workspace", "load_preset"})
 
@@ -123,7 +124,7 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()
 
 
-class TuilabApp(App[int]):
+class TuilabApp(WeightsActions, App[int]):
     """The lab. Construct it with :func:`make_app`."""
 
     CSS_PATH = "app.tcss"

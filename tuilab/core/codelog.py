@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING
 from tuilab.core.spec import Node, is_positional, shared_order, walk
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torch import nn
+
     from tuilab.core.spec import ModelSpec
 
 __all__ = ["PREAMBLE", "ScriptWriter", "module_path_expr", "script_text"]
@@ -308,6 +312,23 @@ def _wrapped(start: str, items: list[str], end: str, width: int = 88) -> str:
     if len(line) <= width - 20 or not items:
         return line
     return start + "\n" + "".join(f"    {item},\n" for item in items) + end
+
+
+def save_weights_code(expr: str, path: Path) -> str:
+    """`save_model(net[2], '…')`: safetensors' own writer, which keeps tied tensors once."""
+    return f"from safetensors.torch import save_model\nsave_model({expr}, {str(path)!r})"
+
+
+def load_weights_code(module: nn.Module, expr: str, path: Path) -> str:
+    """`net[2].load_state_dict(load_file('…'))`; `load_model` where tied tensors are stored
+    once; `torch.load(..., weights_only=True)` for a `.pt` file."""
+    if path.suffix.lower() != ".safetensors":
+        return f"{expr}.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
+    state = module.state_dict(keep_vars=True)
+    if len({id(t) for t in state.values()}) < len(state):
+        return f"from safetensors.torch import load_model\nload_model({expr}, {str(path)!r})"
+    return (f"from safetensors.torch import load_file\n"
+            f"{expr}.load_state_dict(load_file({str(path)!r}))")
 
 
 def _doc(text: str) -> str:

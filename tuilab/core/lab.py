@@ -586,11 +586,10 @@ class Lab:
         Otherwise the task's loss on a batch of its data, as before."""
         self._check_idle()
         self._check_runnable()
-        from tuilab.core.runtime import backward_report
+        from tuilab.core.runtime import backward_report, parse_dtype
 
         if self.chosen_input is not None or grad is not None:
             return self._backward_on_input(grad)
-        from tuilab.core.runtime import parse_dtype
 
         data = self.task_data(self.train_settings.get("task"),
                               samples=max(8, self.input_shape[0]))
@@ -623,6 +622,55 @@ class Lab:
         path = self._data_dir / f"{kind}-{self._data_count}.pt"
         torch.save(tensors, path)
         return path
+
+    # --- weights ----------------------------------------------------------------------------
+    def save_weights(self, path: str | Path, node: str = "", *,
+                     overwrite: bool = False) -> LabUpdate:
+        """Save the `state_dict` of the model, or of the block at `node`, as safetensors.
+
+        An existing file is kept unless `overwrite` (the app asks first)."""
+        from tuilab.core.codelog import save_weights_code
+        from tuilab.core.weights import WeightsError, save_weights
+
+        self._check_runnable()
+        target = Path(path).expanduser()
+        if target.exists() and not overwrite:
+            raise EditError("the file exists; choose another name or confirm overwriting it",
+                            where=str(target))
+        module = self._module_at(node)
+        try:
+            save_weights(module, target)
+        except (WeightsError, OSError) as error:
+            raise EditError(str(error), where=str(target)) from None
+        code = save_weights_code(self._module_expr(node), target.resolve())
+        return self._refresh(f"weights of {node or 'the model'} saved to {target}", code, node,
+                             dirty=False)
+
+    def load_weights(self, path: str | Path, node: str = "") -> LabUpdate:
+        """Load a weights file into the model, or into the block at `node` (a pre-trained
+        sub-block, seed 002): all of it or, when a name or shape does not fit, nothing."""
+        from tuilab.core.codelog import load_weights_code
+        from tuilab.core.weights import WeightsError, load_weights
+
+        self._check_idle()
+        self._check_runnable()
+        target = Path(path).expanduser()
+        module = self._module_at(node)
+        try:
+            load_weights(module, target)
+        except (WeightsError, OSError) as error:
+            raise EditError(str(error), where=node or str(target)) from None
+        code = load_weights_code(module, self._module_expr(node), target.resolve())
+        return self._refresh(f"weights loaded into {node or 'the model'} from {target}", code,
+                             node, dirty=False)
+
+    def _module_at(self, node: str) -> nn.Module:
+        from tuilab.core.introspect import module_at
+
+        try:
+            return module_at(self.model, node)
+        except KeyError as error:
+            raise EditError(str(error.args[0]), where=node) from None
 
     def grad_cam_code(self, data: Any, view: Any) -> str:
         """Seed 002's Grad-CAM as PyTorch, on the very image (saved: it is the task's), for the

@@ -694,7 +694,8 @@ _INIT_CODE = {
                        ["nn.init.kaiming_normal_(m.weight, nonlinearity='relu')"]),
     "orthogonal": ("orthogonal", ["nn.init.orthogonal_(m.weight)"]),
     "constant": ("init_{value}", ["nn.init.constant_(m.weight, {value})"]),
-    "zeros": ("init_zeros", ["nn.init.zeros_(m.weight)", "if m.bias is not None: nn.init.zeros_(m.bias)"]),
+    "zeros": ("init_zeros", ["nn.init.zeros_(m.weight)",
+                             "if m.bias is not None: nn.init.zeros_(m.bias)"]),
     "my_init": ("my_init", ["nn.init.uniform_(m.weight, -10, 10)",
                             "m.weight.data *= m.weight.data.abs() >= 5"]),
 }
