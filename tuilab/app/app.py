@@ -366,7 +366,7 @@ class TuilabApp(WeightsActions, App[int]):
         self.lab = lab
         try:
             if lab.editable:
-                self.builder.show_spec(lab.spec)
+                self.builder.show_spec(lab.spec, new_model=previous is not None)
             else:
                 self.builder.show_modules(lab.snapshot.modules)
             self.inspector.load(lab)

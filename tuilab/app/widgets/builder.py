@@ -177,8 +177,12 @@ class BuilderTree(Tree[str]):
         self.call_after_refresh(move)
 
     # --- spec mode ------------------------------------------------------------------------
-    def show_spec(self, spec: ModelSpec) -> None:
-        """Draw `spec`'s tree, touching only what changed since the last call."""
+    def show_spec(self, spec: ModelSpec, *, new_model: bool = False) -> None:
+        """Draw `spec`'s tree, touching only what changed since the last call.
+
+        `new_model` (a preset or file was loaded) draws it afresh, root expanded: nothing of
+        the last model's tree (a collapsed root, a marked node) carries over.
+        """
         root = spec.root
         self.read_only = False
         if spec.name != self._model_name:
@@ -186,7 +190,9 @@ class BuilderTree(Tree[str]):
             self._labels.pop(root.id, None)
         old = self._spec_root
         self._spec_root = root
-        if old is None or self._rows is not None:
+        if new_model:
+            self.marked = None
+        if old is None or self._rows is not None or new_model:
             self._rows = None
             self._full(root)
             return

@@ -334,29 +334,31 @@ class RunPanel(Widget, can_focus=True):
         self._progress_timer: Timer | None = None
         self.hook_lines = 0
         """How many hook events were written to the log (the tests read it)."""
+        self._params_path: str | None = None
+        """The node the Params tab shows (None: it shows nothing yet)."""
 
     # --- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(self._status_text(), id="run-status")
         with TabbedContent(id="run-tabs", initial="tab-training"):
             with TabPane("Forward", id="tab-forward"):
-                yield Static("f: run a forward pass on random input", id="forward-header",
+                yield Static(self.CAPTIONS["#forward-header"], id="forward-header",
                              classes="caption")
                 yield DataTable(id="forward-table", zebra_stripes=True, cursor_type="row")
                 yield Static("", id="forward-output", classes="caption")
             with TabPane("Backward", id="tab-backward"):
-                yield Static("b: loss.backward() on a batch of the task · g: zero_grad",
-                             id="backward-loss", classes="caption")
+                yield Static(self.CAPTIONS["#backward-loss"], id="backward-loss",
+                             classes="caption")
                 yield DataTable(id="backward-table", zebra_stripes=True, cursor_type="row")
             with TabPane("Params", id="tab-params"):
-                yield Static("I: initialise · parameter statistics", id="params-caption",
+                yield Static(self.CAPTIONS["#params-caption"], id="params-caption",
                              classes="caption")
                 yield DataTable(id="params-table", zebra_stripes=True, cursor_type="row")
             with TabPane("Training", id="tab-training"):
                 with Horizontal(id="progress-row"):
                     # A determinate bar from the start: an indeterminate one animates at 60 fps.
                     yield ProgressBar(total=1, show_eta=False, id="train-progress")
-                    yield Static("t: start a run · p: pause · x: stop", id="train-stats")
+                    yield Static(self.CAPTIONS["#train-stats"], id="train-stats")
                 yield LossPlot(id="loss-plot")
             with TabPane("Hooks", id="tab-hooks"):
                 yield Static("k: add a hook on the selected node · delete: remove · H: all",
@@ -364,17 +366,31 @@ class RunPanel(Widget, can_focus=True):
                 yield DataTable(id="hook-table", cursor_type="row")
                 yield RichLog(id="hook-log", max_lines=500, markup=False, wrap=False)
             with TabPane("View", id="tab-view"):
-                yield Static("G: Grad-CAM (conv models on digits) · B: decision regions "
-                             "(2-D tasks)", id="view-caption", classes="caption")
+                yield Static(self.CAPTIONS["#view-caption"], id="view-caption",
+                             classes="caption")
                 yield Heatmap(id="view-map")
 
+    CAPTIONS: ClassVar[dict[str, str]] = {
+        "#forward-header": "f: run a forward pass on random input",
+        "#forward-output": "",
+        "#backward-loss": "b: loss.backward() on a batch of the task · g: zero_grad",
+        "#params-caption": "I: initialise · parameter statistics",
+        "#train-stats": "t: start a run · p: pause · x: stop",
+        "#view-caption": "G: Grad-CAM (conv models on digits) · B: decision regions (2-D tasks)",
+    }
+    """What each caption says before anything ran (and again for a newly loaded model)."""
+    COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "#forward-table": ("layer", "type", "output", "mean", "std", "min", "max", "zeros",
+                           "ms"),
+        "#backward-table": ("parameter", "grad norm"),
+        "#params-table": ("parameter", "shape", "mean", "std", "min", "max", "zeros",
+                          "grad norm"),
+        "#hook-table": ("id", "module", "kind", "action"),
+    }
+
     def on_mount(self) -> None:
-        self.query_one("#forward-table", DataTable).add_columns(
-            "layer", "type", "output", "mean", "std", "min", "max", "zeros", "ms")
-        self.query_one("#backward-table", DataTable).add_columns("parameter", "grad norm")
-        self.query_one("#params-table", DataTable).add_columns(
-            "parameter", "shape", "mean", "std", "min", "max", "zeros", "grad norm")
-        self.query_one("#hook-table", DataTable).add_columns("id", "module", "kind", "action")
+        for table_id, columns in self.COLUMNS.items():
+            self.query_one(table_id, DataTable).add_columns(*columns)
         self.query_one(LossPlot).set_runs(self.lab.runs)
         # Runs only while hooks exist: an idle app should not wake up for nothing.
         self._drain_timer = self.set_interval(0.25, self._drain_hooks, name="hook-drain",
@@ -448,8 +464,27 @@ class RunPanel(Widget, can_focus=True):
         self.lab = lab
         self._hooks = None
         self._cam_data.clear()
+        self.run = None
+        self.last_batch = None
+        self._params_path = None
+        self._reset_views()
         self.query_one(LossPlot).set_runs(lab.runs)
         self._update_status()
+
+    def _reset_views(self) -> None:
+        """Nothing of the last model stays on screen: every table is emptied and its columns
+        made anew (a DataTable's columns only ever widen), every caption says its first
+        words again, the progress bar and the view are cleared."""
+        for table_id, columns in self.COLUMNS.items():
+            table = self.query_one(table_id, DataTable)
+            table.clear(columns=True)
+            table.add_columns(*columns)
+        self._hook_rows = []
+        for caption_id, text in self.CAPTIONS.items():
+            self.query_one(caption_id, Static).update(text)
+        self.query_one("#train-progress", ProgressBar).update(total=1, progress=0)
+        self.query_one("#hook-log", RichLog).clear()
+        self.query_one("#view-map", Heatmap).clear()
 
     # --- forward / backward / init -------------------------------------------------------
     def action_forward(self) -> None:
@@ -484,6 +519,7 @@ class RunPanel(Widget, can_focus=True):
         self.query_one("#backward-loss", Static).update(
             f"loss {report.loss:.6g}{on} · gradients accumulate until zero_grad (g)")
         self._fill("#backward-table", rows)
+        self._refresh_parameters()
         self._show_tab("tab-backward")
         self._changed(update)
 
@@ -495,6 +531,7 @@ class RunPanel(Widget, can_focus=True):
             return
         self.query_one("#backward-loss", Static).update("gradients cleared (.grad = None)")
         self._fill("#backward-table", [])
+        self._refresh_parameters()
         self._changed(update)
 
     def action_init(self) -> None:
@@ -543,6 +580,12 @@ class RunPanel(Widget, can_focus=True):
         self.query_one("#params-caption", Static).update(
             f"parameters of {path or 'the whole model'} · I: initialise")
         self._fill("#params-table", rows)
+        self._params_path = path
+
+    def _refresh_parameters(self) -> None:
+        """Redraw the Params tab, if it shows something, after gradients changed."""
+        if self._params_path is not None:
+            self.show_parameters(self._params_path)
 
     # --- hooks --------------------------------------------------------------------------
     def _board(self) -> Any:
