@@ -41,19 +41,19 @@ class WeightsActions:
 
     last_weights_path: str | None = None
 
-    def _weights_target(self) -> tuple[Lab, str] | None:
+    def _weights_target(self) -> tuple[Lab, str, str] | None:
+        """The lab, the selected node's path ("" for the root) and how to name it."""
         lab = self._need_lab()  # type: ignore[attr-defined]
         if lab is None:
             return None
         node = self.builder.selected_path or ""  # type: ignore[attr-defined]
-        return lab, node
+        return lab, node, node or "the whole model"
 
     def action_save_weights(self) -> None:
         target = self._weights_target()
         if target is None:
             return
-        lab, node = target
-        what = f"{node}" if node else "the whole model"
+        lab, node, what = target
 
         def chosen(text: str | None) -> None:
             if not text:
@@ -87,8 +87,7 @@ class WeightsActions:
         target = self._weights_target()
         if target is None:
             return
-        lab, node = target
-        what = f"{node}" if node else "the whole model"
+        lab, node, what = target
         default = self.last_weights_path or f"{_stem(lab, node)}.safetensors"
 
         def chosen(text: str | None) -> None:

@@ -219,8 +219,9 @@ class ScriptWriter:
             ref_expr[target_id] = name
         body.append(f"return {self._ctor(root, by_id, fresh, ref_expr)}")
         lines.append(f"def build_model():\n    \"\"\"{_doc(spec.name)}, as tuilab built it.\"\"\"\n"
-                     + "\n".join("    " + line for line in body) + "\n")
-        return "\n\n".join(line for line in lines if line)
+                     + "\n".join("    " + line.replace("\n", "\n    ") for line in body)
+                     + "\n")
+        return "\n\n\n".join(line for line in lines if line)
 
     # --- an edit ------------------------------------------------------------------------
     def relayout(self, before: Node, after: Node, created: list[str]) -> str:
@@ -359,6 +360,10 @@ def edit_code(writer: ScriptWriter, action: str, before: ModelSpec, after: Model
             return line
     if action == "move" and own and not own.startswith("#") and _positional_parent(old, own):
         return own
+    if action == "duplicate" and len(fresh_nodes) == 1 and not fresh_nodes[0].is_container:
+        line = _insert_line(writer, new, fresh_nodes[0])
+        if line:
+            return line
     if action == "set_args" and len(fresh_nodes) == 1:
         line = _replace_line(writer, new, fresh_nodes[0])
         if line:
@@ -417,6 +422,28 @@ def _pop_line(writer: ScriptWriter, old: Node, new: Node) -> str:
     var = f"removed{writer._names}"
     writer.kept[node.id] = var
     return f"{var} = {take}"
+
+
+def _insert_line(writer: ScriptWriter, new: Node, node: Node) -> str:
+    """`net.insert(3, nn.Linear(8, 8))`: one new block placed where one call places it."""
+    path = next(p for p, n in walk(new) if n.id == node.id)
+    parent_path, _, name = path.rpartition(".")
+    parent = new
+    for part in parent_path.split(".") if parent_path else []:
+        parent = next(c for c in parent.children if c.name == part)
+    names = [c.name for c in parent.children]
+    call = node.definition.call_code(node.args) + writer.suffix
+    where = module_path_expr(new, parent_path)
+    at_end = names[-1] == name
+    kind = parent.definition.container
+    if kind in ("sequential", "list") and is_positional(names):
+        return (f"{where}.append({call})" if at_end
+                else f"{where}.insert({names.index(name)}, {call})")
+    if at_end and kind == "mysequential":
+        return f"{where}._modules[{name!r}] = {call}"
+    if at_end and kind == "sequential" and name.isidentifier():
+        return f"{where}.add_module({name!r}, {call})"
+    return ""
 
 
 def _replace_line(writer: ScriptWriter, new: Node, node: Node) -> str:
