@@ -193,3 +193,24 @@ def test_the_log_of_a_session_replays_to_the_same_model(session: str, tmp_path: 
 def test_every_action_kind_is_replayed_in_some_session() -> None:
     used = {step for _, steps in SESSIONS.values() for step in steps}
     assert set(ACTIONS) - used == set()
+
+
+def test_mysequential_is_edited_through_its_modules_dict() -> None:
+    """MySequential has no __getitem__/__setitem__/__delitem__: no line may index it."""
+    preset, steps = SESSIONS["mysequential"]
+    lab = Lab.from_workspace(load_workspace_arg(preset))
+    for step in steps:
+        if step != "weights":
+            ACTIONS[step](lab)
+    body = "\n".join(lab.code_log[1:])
+    assert "net._modules[" in body
+    assert "net[" not in body and "del net" not in body
+
+
+def test_undo_and_redo_are_operations_not_comments() -> None:
+    lab = Lab.from_workspace(load_workspace_arg("mlp"))
+    lab.edit("remove", "1")
+    undo = lab.edit("undo").code.splitlines()
+    redo = lab.edit("redo").code.splitlines()
+    assert undo[0] == "# undo: remove 1" and "removed1" in undo[1]
+    assert redo[0] == "# redo: remove 1" and not redo[1].startswith("#")
