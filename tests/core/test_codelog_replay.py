@@ -133,6 +133,10 @@ ACTIONS: dict[str, Callable[[Lab], object]] = {
     "grad_cam": _grad_cam,
     "training": _train,
     "weights": _weights,
+    "set_input": lambda lab: lab.set_input(
+        f"torch.rand({', '.join(map(str, lab.input_shape))}) * 2 - 1"),
+    "set_value": lambda lab: lab.set_value(f"{_first_leaf_path(lab, 'Linear')}.weight[0, 0] = 100"),
+    "backward_grad": lambda lab: lab.backward("torch.ones_like(out) / 2"),
 }
 
 SESSIONS: dict[str, tuple[str, list[str]]] = {
@@ -147,7 +151,9 @@ SESSIONS: dict[str, tuple[str, list[str]]] = {
                                       "undo", "forward", "init_kaiming", "weights",
                                       "add_into", "add", "indent", "undo", "redo",
                                       "forward"]),
-    "shared_mlp": ("shared_mlp", ["weights", "set_args_shared", "forward", "remove", "undo",
+    "shared_mlp": ("shared_mlp", ["weights", "set_value", "undo", "set_value", "set_input",
+                                  "forward", "backward_grad", "set_args_shared", "forward",
+                                  "remove", "undo",
                                   "duplicate", "init_my", "undo", "redo", "backward"]),
     "lenet": ("lenet", ["add_at", "move_up", "undo", "rename", "remove", "undo", "set_args",
                         "forward", "backward", "grad_cam", "training", "eval", "init_kaiming",
