@@ -16,9 +16,11 @@ def test_forward_after_forward_uses_the_same_input() -> None:
     first = dict(lab.layer_outputs)
     lab.forward()
     assert torch.equal(first[""], lab.layer_outputs[""])
-    # The default input is logged once, as runnable PyTorch, and is what the lab used.
-    assert lab.code_log[0].startswith("g = torch.Generator().manual_seed(0)\nx = torch.rand(2, 4")
-    assert lab.code_log[1] == "out = net(x)"
+    # The default input is logged once, as runnable PyTorch, and is what the lab used
+    # (after the model's own entry; each pass is seeded: dropout draws in train mode).
+    assert lab.code_log[1].startswith("g = torch.Generator().manual_seed(0)\nx = torch.rand(2, 4")
+    assert lab.code_log[1].endswith("torch.manual_seed(1)\nout = net(x)")
+    assert lab.code_log[2] == "torch.manual_seed(2)\nout = net(x)"
     g = torch.Generator().manual_seed(0)
     assert torch.equal(lab.current_input.tensor, torch.rand(2, 4, generator=g))
 
@@ -45,7 +47,7 @@ def test_bad_input_changes_nothing() -> None:
     with pytest.raises(ExpressionError, match="not allowed"):
         lab.set_input("torch.load('x')")
     assert lab.chosen_input is None and torch.equal(lab.current_input.tensor, before)
-    assert lab.code_log == []
+    assert lab.code_log == [lab.code_log[0]]  # the model's entry alone: nothing logged
 
 
 def test_set_value_on_a_tied_layer_shows_at_both_paths_and_undoes() -> None:
@@ -89,7 +91,7 @@ def test_backward_on_the_chosen_input_matches_torch() -> None:
     lab.set_input("torch.ones(2, 4)")
     twin = lab.model
     report, update = lab.backward()
-    assert update.code == "out = net(x)\nout.backward(torch.ones_like(out))"
+    assert update.code == "torch.manual_seed(1)\nout = net(x)\nout.backward(torch.ones_like(out))"
     w = {n: p.detach().clone() for n, p in twin.named_parameters()}
     x = torch.ones(2, 4)
     ws = {n: t.clone().requires_grad_(True) for n, t in w.items()}
