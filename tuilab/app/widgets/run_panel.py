@@ -29,6 +29,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen
@@ -467,7 +468,10 @@ class RunPanel(Widget, can_focus=True):
         self.run = None
         self.last_batch = None
         self._params_path = None
-        self._reset_views()
+        try:
+            self._reset_views()
+        except NoMatches:
+            pass  # not composed yet: nothing of an older model is on screen to clear
         self.query_one(LossPlot).set_runs(lab.runs)
         self._update_status()
 
