@@ -21,6 +21,7 @@ imported lazily (the lab is built after the app starts, in a worker).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -468,10 +469,8 @@ class RunPanel(Widget, can_focus=True):
         self.run = None
         self.last_batch = None
         self._params_path = None
-        try:
+        with contextlib.suppress(NoMatches):  # not composed yet: nothing stale to clear
             self._reset_views()
-        except NoMatches:
-            pass  # not composed yet: nothing of an older model is on screen to clear
         self.query_one(LossPlot).set_runs(lab.runs)
         self._update_status()
 
