@@ -87,12 +87,12 @@ def _weights(lab: Lab) -> None:
     whole model's, through a .pt file written by PyTorch itself."""
     node = _first_leaf_path(lab, "Linear")
     folder = Path(lab._save_data("dir", {})).parent
-    lab.save_weights(folder / "block.safetensors", node)
+    lab.save_state_dict(folder / "block.safetensors", node)
     lab.initialise(node, "constant")
-    lab.load_weights(folder / "block.safetensors", node)
+    lab.load_state_dict(folder / "block.safetensors", node)
     torch.save(lab.model.state_dict(), folder / "whole.pt")
     lab.initialise("", "normal")
-    lab.load_weights(folder / "whole.pt")
+    lab.load_state_dict(folder / "whole.pt")
 
 
 ACTIONS: dict[str, Callable[[Lab], object]] = {

@@ -76,7 +76,7 @@ class WeightsActions:
 
     def _save_weights(self, lab: Lab, node: str, path: Path, *, overwrite: bool) -> None:
         try:
-            update = lab.save_weights(path, node, overwrite=overwrite)
+            update = lab.save_state_dict(path, node, overwrite=overwrite)
         except TuilabError as error:
             self._error(error)  # type: ignore[attr-defined]
             return
@@ -94,7 +94,7 @@ class WeightsActions:
             if not text:
                 return
             try:
-                update = lab.load_weights(text, node)
+                update = lab.load_state_dict(text, node)
             except TuilabError as error:
                 self._error(error)  # type: ignore[attr-defined]
                 return

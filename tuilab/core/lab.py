@@ -624,8 +624,8 @@ class Lab:
         return path
 
     # --- weights ----------------------------------------------------------------------------
-    def save_weights(self, path: str | Path, node: str = "", *,
-                     overwrite: bool = False) -> LabUpdate:
+    def save_state_dict(self, path: str | Path, node: str = "", *,
+                        overwrite: bool = False) -> LabUpdate:
         """Save the `state_dict` of the model, or of the block at `node`, as safetensors.
 
         An existing file is kept unless `overwrite` (the app asks first)."""
@@ -642,11 +642,13 @@ class Lab:
             save_weights(module, target)
         except (WeightsError, OSError) as error:
             raise EditError(str(error), where=str(target)) from None
+        if not node:
+            self.weights_unsaved = False
         code = save_weights_code(self._module_expr(node), target.resolve())
         return self._refresh(f"weights of {node or 'the model'} saved to {target}", code, node,
                              dirty=False)
 
-    def load_weights(self, path: str | Path, node: str = "") -> LabUpdate:
+    def load_state_dict(self, path: str | Path, node: str = "") -> LabUpdate:
         """Load a weights file into the model, or into the block at `node` (a pre-trained
         sub-block, seed 002): all of it or, when a name or shape does not fit, nothing."""
         from tuilab.core.codelog import load_weights_code
