@@ -28,10 +28,10 @@ from tuilab import __version__
 from tuilab.core.spec import ModelSpec, Node, find, is_positional, shared_order, walk
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 
-__all__ = ["export_source"]
+__all__ = ["KNOWN_IMPORTS", "export_source", "model_section", "source_definitions"]
 
 _INDENT = "    "
 # Names the exported text imports; block code may use these and nothing else from outside.
@@ -42,6 +42,7 @@ _KNOWN_IMPORTS = {
     "OrderedDict": "from collections import OrderedDict",
 }
 _IMPORT_ORDER = ("OrderedDict", "torch", "F", "nn")
+KNOWN_IMPORTS = _KNOWN_IMPORTS
 
 
 def export_source(spec: ModelSpec) -> str:
@@ -68,7 +69,18 @@ class _Definition:
 
 @cache
 def _module_definitions(module_name: str) -> dict[str, _Definition]:
-    """Every top-level def/class/assignment of a blocks module, with what each one uses."""
+    """Every top-level def/class/assignment of a module, with what each one uses."""
+    return _read_module(module_name)[0]
+
+
+@cache
+def _module_imports(module_name: str) -> dict[str, str]:
+    """Each name a module imports -> the one-name import statement that brings it."""
+    return _read_module(module_name)[1]
+
+
+@cache
+def _read_module(module_name: str) -> tuple[dict[str, _Definition], dict[str, str]]:
     module = importlib.import_module(module_name)
     source = inspect.getsource(module)
     tree = ast.parse(source)
@@ -102,19 +114,18 @@ def _module_definitions(module_name: str) -> dict[str, _Definition]:
             local_deps=frozenset(n for n in used if n in top and n != name),
             imported=frozenset(n for n in used if n in imports),
         )
-    _check_imports(module_name, imports, definitions)
-    return definitions
+    return definitions, {name: statement for name, (statement, _) in imports.items()}
 
 
-def _check_imports(module_name: str, imports: dict[str, tuple[str, str]],
-                   definitions: dict[str, _Definition]) -> None:
-    for definition in definitions.values():
+def _check_imports(definitions: Iterable[_Definition], known: Mapping[str, str]) -> None:
+    """Refuse a definition that needs an import the exported file would not write."""
+    for definition in definitions:
         for name in definition.imported:
-            statement, _ = imports[name]
-            if _KNOWN_IMPORTS.get(name) != statement:
+            statement = _module_imports(definition.module)[name]
+            if known.get(name) != statement:
                 raise RuntimeError(
-                    f"{module_name}.{definition.name} uses {statement!r}; the exporter only "
-                    f"writes {sorted(_KNOWN_IMPORTS.values())} (add it to _KNOWN_IMPORTS)"
+                    f"{definition.module}.{definition.name} uses {statement!r}; the exporter "
+                    f"only writes {sorted(known.values())} (add it to the known imports)"
                 )
 
 
@@ -161,18 +172,30 @@ def _used_names(stmt: ast.stmt) -> set[str]:
     return collector.names
 
 
-def _block_definitions(targets: Iterable[str]) -> list[_Definition]:
-    """The definitions behind these ``module:Class`` targets and everything they use."""
+def source_definitions(targets: Iterable[str], *, known_imports: Mapping[str, str],
+                       provided: Iterable[str] = ()) -> list[_Definition]:
+    """The definitions behind these ``module:name`` targets and everything they use.
+
+    In source order, module by module. ``provided`` names are defined by the caller's file
+    and not copied; every import the definitions need must be one of ``known_imports``.
+    """
+    skip = set(provided)
     wanted: dict[tuple[str, str], _Definition] = {}
     pending = [tuple(target.rsplit(":", 1)) for target in targets]
     while pending:
         module_name, name = pending.pop()
-        if (module_name, name) in wanted:
+        if (module_name, name) in wanted or name in skip:
             continue
         definition = _module_definitions(module_name)[name]
         wanted[(module_name, name)] = definition
         pending.extend((module_name, dep) for dep in definition.local_deps)
-    return sorted(wanted.values(), key=lambda d: (d.module, d.order))
+    chosen = sorted(wanted.values(), key=lambda d: (d.module, d.order))
+    _check_imports(chosen, known_imports)
+    return chosen
+
+
+def _block_definitions(targets: Iterable[str]) -> list[_Definition]:
+    return source_definitions(targets, known_imports=_KNOWN_IMPORTS)
 
 
 def block_sources(targets: Iterable[str], skip: set[str] = frozenset()) -> tuple[str, set[str]]:
@@ -209,7 +232,7 @@ def _add_module_accepts(target: str, name: str) -> bool:
 
 
 class _Exporter:
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, reserved_names: Iterable[str] = ()) -> None:
         self.spec = spec
         self.root = spec.root
         self.by_id = {node.id: node for _, node in walk(self.root)}
@@ -224,7 +247,7 @@ class _Exporter:
         )
         reserved = {d.name for d in self.blocks} | set(_KNOWN_IMPORTS) | set(dir(builtins))
         reserved |= {"self", "x", "INPUT_SHAPE", "VOCAB_SIZE", "build_model", "make_input",
-                     "_with_children"}
+                     "_with_children", *reserved_names}
         self.class_name = _camel(spec.name)
         while self.class_name in reserved:
             self.class_name += "Model"
@@ -375,14 +398,44 @@ class _Exporter:
         body += init_tail + forward
         return [header, _INDENT + doc, "", *(_INDENT + line if line else "" for line in body)]
 
-    def source(self) -> str:
+    def model_lines(self) -> list[str]:
+        """Block sources, the model class, INPUT_SHAPE, build_model() and make_input()."""
         spec = self.spec
         self.uses.update(("torch", "nn"))
         class_lines = self.model_class()
+        out: list[str] = []
         for block in self.blocks:
             self.uses.update(block.imported)
+            out += [block.text, "", ""]
+        if self.needs_children_helper:
+            out += [*_CHILDREN_HELPER, "", ""]
         shape = ", ".join(str(d) for d in spec.input_shape)
         shape_text = f"({shape},)" if len(spec.input_shape) == 1 else f"({shape})"
+        out += [*class_lines, "", ""]
+        out += [f"INPUT_SHAPE = {shape_text}  # batch first"]
+        vocab = spec.vocab_size if spec.takes_tokens else None
+        if vocab is not None:
+            out += [f"VOCAB_SIZE = {vocab}  # the first Embedding's num_embeddings"]
+        out += [
+            "",
+            "",
+            "def build_model() -> nn.Module:",
+            f"{_INDENT}return {self.class_name}()",
+            "",
+            "",
+            "def make_input() -> torch.Tensor:",
+        ]
+        if vocab is not None:
+            out += [f'{_INDENT}"""Random token ids in [0, VOCAB_SIZE), shaped INPUT_SHAPE."""',
+                    f"{_INDENT}return torch.randint(0, VOCAB_SIZE, INPUT_SHAPE)"]
+        else:
+            out += [f'{_INDENT}"""A random input of INPUT_SHAPE, values in [0, 1)."""',
+                    f"{_INDENT}return torch.rand(INPUT_SHAPE)"]
+        return out
+
+    def source(self) -> str:
+        spec = self.spec
+        model = self.model_lines()
         describe = _doc_text(spec.description)
         out = [
             '"""' + f"{_doc_text(spec.name)}: standalone PyTorch source exported by tuilab "
@@ -403,30 +456,7 @@ class _Exporter:
         if "OrderedDict" in self.uses:
             out += [_KNOWN_IMPORTS["OrderedDict"], ""]
         out += [_KNOWN_IMPORTS[n] for n in _IMPORT_ORDER if n != "OrderedDict" and n in self.uses]
-        for block in self.blocks:
-            out += ["", "", block.text]
-        if self.needs_children_helper:
-            out += ["", "", *_CHILDREN_HELPER]
-        out += ["", "", *class_lines, "", ""]
-        out += [f"INPUT_SHAPE = {shape_text}  # batch first"]
-        vocab = spec.vocab_size if spec.takes_tokens else None
-        if vocab is not None:
-            out += [f"VOCAB_SIZE = {vocab}  # the first Embedding's num_embeddings"]
-        out += [
-            "",
-            "",
-            "def build_model() -> nn.Module:",
-            f"{_INDENT}return {self.class_name}()",
-            "",
-            "",
-            "def make_input() -> torch.Tensor:",
-        ]
-        if vocab is not None:
-            out += [f'{_INDENT}"""Random token ids in [0, VOCAB_SIZE), shaped INPUT_SHAPE."""',
-                    f"{_INDENT}return torch.randint(0, VOCAB_SIZE, INPUT_SHAPE)"]
-        else:
-            out += [f'{_INDENT}"""A random input of INPUT_SHAPE, values in [0, 1)."""',
-                    f"{_INDENT}return torch.rand(INPUT_SHAPE)"]
+        out += ["", "", *model]
         out += [
             "",
             "",
@@ -439,6 +469,18 @@ class _Exporter:
             f'{_INDENT}print("output shape:", shape)',
         ]
         return "\n".join(out) + "\n"
+
+
+def model_section(spec: ModelSpec, reserved_names: Iterable[str] = ()
+                  ) -> tuple[list[str], dict[str, str]]:
+    """The model part of an exported file and the imports it needs (name -> statement).
+
+    ``reserved_names`` are the names the rest of the file defines: the model class keeps
+    clear of them.
+    """
+    exporter = _Exporter(spec, reserved_names)
+    lines = exporter.model_lines()
+    return lines, {name: KNOWN_IMPORTS[name] for name in exporter.uses}
 
 
 def _doc_text(text: str) -> str:

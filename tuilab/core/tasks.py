@@ -562,19 +562,28 @@ def _tokens(opts: _Options) -> TaskData:
 @lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The shipped digits, read once and frozen (callers copy before they convert)."""
+    images, labels = _read_digits(assets_dir() / "digits.npz")
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def _read_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The digits' images (N, 8, 8) and labels (N,) from ``path``, checked.
+
+    Apart from the cached ``_digits_arrays`` so that an exported training script, which
+    copies ``_digits`` and this function, can read the same file from its own path.
+    """
     try:
-        path = assets_dir() / "digits.npz"
         with np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
     except (OSError, KeyError, ValueError) as err:
-        raise ValueError(f"tuilab's shipped assets/digits.npz cannot be read: {err}") from err
+        raise ValueError(f"the digits file {path} cannot be read: {err}") from err
     if images.shape[1:] != (8, 8) or labels.shape != images.shape[:1]:
         raise ValueError(
-            f"the shipped digits file {path} is damaged: images {images.shape}, "
+            f"the digits file {path} is damaged: images {images.shape}, "
             f"labels {labels.shape}; expected (N, 8, 8) and (N,)"
         )
-    images.flags.writeable = False
-    labels.flags.writeable = False
     return images, labels
 
 
