@@ -62,6 +62,9 @@ def _command_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="standalone PyTorch source for a model")
     export.add_argument("spec")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.add_argument("--train", action="store_true",
+                        help="a training script (model, task, settings, loop) for python or "
+                        "torchrun, instead of the model alone")
 
     train = sub.add_parser("train", help="train a model on its task, headless")
     train.add_argument("spec")
@@ -79,6 +82,8 @@ def _command_parser() -> argparse.ArgumentParser:
     train.add_argument("--load-weights")
     train.add_argument("--save-weights")
     train.add_argument("--json", action="store_true")
+    train.add_argument("--nproc", type=int,
+                       help="run the exported training script on N processes with torchrun")
 
     from tuilab.cli_forward import add_parser as add_forward
 
@@ -120,6 +125,11 @@ def _run_command(options: argparse.Namespace) -> int:
                            as_json=options.json, err_console=errors,
                            optimizer=options.optimizer, dtype=options.dtype)
     if options.command == "export":
+        if options.train:
+            from tuilab.cli_torchrun import cmd_export_train
+
+            return cmd_export_train(console, options.spec, output=options.output,
+                                    err_console=errors)
         from tuilab.cli_commands import cmd_export
 
         return cmd_export(console, options.spec, output=options.output, err_console=errors)
@@ -132,6 +142,7 @@ def _run_command(options: argparse.Namespace) -> int:
             device=options.device, dtype=options.dtype, seed=options.seed,
             load_weights=options.load_weights, save_weights=options.save_weights,
             as_json=options.json, err_console=errors, threads=options.threads,
+            nproc=options.nproc,
         )
     if options.command == "forward":
         from tuilab.cli_forward import cmd_forward

@@ -92,10 +92,11 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
               optimizer: str | None, lr: float | None, batch_size: int | None, device: str,
               dtype: str, seed: int, load_weights: str | None, save_weights: str | None,
               as_json: bool, err_console: Console | None = None,
-              threads: int | None = None) -> int:
+              threads: int | None = None, nproc: int | None = None) -> int:
     """Train ``spec_arg`` on its task and report; returns the exit code (0, 1 or 2).
 
     Errors go to ``err_console`` when given (the CLI passes stderr), as the other commands'.
+    With ``nproc`` the steps run in the exported script under torchrun (core.distributed).
     """
     import torch
 
@@ -175,7 +176,13 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
             change_mode(model, device=config.device, dtype=cast)
         chosen = resolve_threads(config.threads, model, data.x_train, config.batch_size)
         config = replace(config, threads=chosen.threads)
-        batches = train(model, data, config, stop=threading.Event())
+        if nproc is not None:
+            from tuilab.core.distributed import check_processes, train_torchrun
+
+            batches = train_torchrun(model, spec, config, nproc=check_processes(nproc),
+                                     stop=threading.Event())
+        else:
+            batches = train(model, data, config, stop=threading.Event())
     except (TuilabError, ValueError) as err:
         return fail(console, err_console, str(err))
 
@@ -209,7 +216,8 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
 
             console.print(Text(f"{spec.name}: {task_name} on {config.device} "
                                f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
-                               f"batch {config.batch_size}, {chosen.label()}"))
+                               f"batch {config.batch_size}, {chosen.label()}"
+                               + (f", {nproc} processes (torchrun)" if nproc else "")))
             with Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
@@ -264,6 +272,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         "error": error,
         "error_path": last.error_path if last is not None else None,
         "saved_weights": saved,
+        "processes": nproc or 1,
     }
     if as_json:
         # One compact line: print_json would indent every loss onto its own line.

@@ -167,14 +167,12 @@ class World:
     size: int
     local_rank: int
     device: torch.device
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
+    distributed: bool  # launched by torchrun: in a process group, even alone in it
 
 
 def join_world(args: argparse.Namespace) -> World:
     """Join the process group torchrun describes in the environment (none: one process)."""
+    launched = "WORLD_SIZE" in os.environ
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -188,11 +186,11 @@ def join_world(args: argparse.Namespace) -> World:
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
-    if size > 1:
+    if launched:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout),
                                 **({"device_id": device} if device.type == "cuda" else {}))
-    return World(rank, size, local_rank, device)
+    return World(rank, size, local_rank, device, launched)
 
 
 def shard(count: int, world: World) -> slice:
@@ -283,6 +281,21 @@ def load_weights(path: str) -> dict[str, Tensor]:
         raise RunError(f"{path}: cannot read the weights: {err}") from err
 
 
+def load_into(model: nn.Module, path: str) -> None:
+    """Load a weights file whose names are the model's; a tied name may be absent."""
+    state = load_weights(path)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape that does not fit
+        raise RunError(f"{path}: does not fit the model: {err}") from err
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]
+    if missing or result.unexpected_keys:
+        raise RunError(f"{path}: does not fit the model: missing {missing}, "
+                       f"unexpected {result.unexpected_keys}")
+
+
 def resume(path: str, model: nn.Module, optimizer: torch.optim.Optimizer
            ) -> dict[str, Any]:
     """Put back what ``save`` wrote; returns the step, batch position, seconds and RNG."""
@@ -351,7 +364,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         model = build_model()
         if args.weights:
-            model.load_state_dict(load_weights(args.weights))
+            load_into(model, args.weights)
         data = load_data(args, model)
         self.model = model.to(device=device, dtype=weights)
         self.loss_fn = make_loss(SETTINGS["loss"] or data.loss)
