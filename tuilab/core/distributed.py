@@ -71,20 +71,31 @@ def check_processes(nproc: object) -> int:
 
 
 def failure_message(log: str, returncode: int) -> str:
-    """One line saying which rank failed and why, from torchrun's and the script's output."""
-    ours = [line.removeprefix("error: ") for line in log.splitlines()
-            if line.startswith("error: ")]
-    if ours:
-        return ours[0] + (f" (and {len(ours) - 1} more)" if len(ours) > 1 else "")
+    """One line saying which rank failed and why, from torchrun's and the script's output.
+
+    torchrun names the first rank that failed ("Root Cause"); when that rank said why (the
+    script's ``error: rank N: …`` line), that is the message. The other ranks' errors are
+    consequences (a peer that vanished mid all-reduce) and are left out.
+    """
+    said: dict[int | None, str] = {}
+    for line in log.splitlines():
+        if line.startswith("error: "):
+            text = line.removeprefix("error: ")
+            match = re.match(r"rank (\d+): ", text)
+            said.setdefault(int(match.group(1)) if match else None, text)
     root = log[log.rfind("Root Cause"):] if "Root Cause" in log else ""
     rank = re.search(r"rank\s*:\s*(\d+)", root)
     code = re.search(r"exitcode\s*:\s*(-?\d+)", root)
     why = re.search(r"traceback\s*:\s*(.+)", root)
     if rank and code:
+        if int(rank.group(1)) in said:
+            return said[int(rank.group(1))]
         text = f"rank {rank.group(1)} failed with exit code {code.group(1)}"
         if why and "<N/A>" not in why.group(1) and "To enable traceback" not in why.group(1):
             text += f" ({why.group(1).strip()})"
         return text + "; torchrun stopped the other processes"
+    if said:
+        return next(iter(said.values()))
     tail = [line for line in log.splitlines() if line.strip()][-1:] or ["no output"]
     return f"torchrun exited with code {returncode}: {tail[0].strip()}"
 

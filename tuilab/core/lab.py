@@ -813,6 +813,7 @@ class Lab:
         """Register a run; the app then iterates `train(run, stop, pause)` in a worker."""
         self._check_idle()
         self._check_runnable()
+        settings = {k: v for k, v in settings.items() if (k, v) != ("processes", 1)}
         self._check_settings(settings)
         run = RunRecord(name=f"run {len(self.runs) + 1}", config=dict(settings))
         self.runs.append(run)
@@ -826,13 +827,21 @@ class Lab:
         is a message beside its field, not a failed run in the history."""
         from tuilab.core.training import ConfigError, TrainConfig, check_config
 
-        known = sorted(TrainConfig.__dataclass_fields__)
+        known = sorted([*TrainConfig.__dataclass_fields__, "processes"])
         unknown = sorted(set(settings) - set(known))
         if unknown:
             raise ConfigError(f"unknown training setting {unknown[0]!r} (allowed: "
                               f"{', '.join(known)})", where=str(unknown[0]))
-        check_config(TrainConfig(**{**settings, "device": self.device,
+        check_config(TrainConfig(**{**_config_only(settings), "device": self.device,
                                     "dtype": self.dtype_name}))
+        if settings.get("processes", 1) != 1:
+            from tuilab.core.distributed import check_processes
+
+            check_processes(settings["processes"])
+            if self.editor is None:
+                raise ConfigError("torchrun runs the exported script, which needs a model "
+                                  "built in the lab (not your own module): use 1 process",
+                                  where="processes")
 
     def train(self, run: RunRecord, stop: threading.Event,
               pause: threading.Event | None = None) -> Iterator[MetricsBatch]:
@@ -845,12 +854,20 @@ class Lab:
         from tuilab.core.training import TrainConfig, check_config, train
 
         try:
-            config = check_config(TrainConfig(**{**run.config, "device": self.device,
+            config = check_config(TrainConfig(**{**_config_only(run.config),
+                                                 "device": self.device,
                                                  "dtype": self.dtype_name}))
-            data = self.task_data(config.task, seed=config.seed)
             started = time.perf_counter()
-            for batch in train(self.model, data, config, stop=stop, pause=pause,
-                               flush_every_s=RUN_FLUSH_SECONDS):
+            if run.config.get("processes", 1) != 1:  # the exported script, under torchrun
+                from tuilab.core.distributed import train_torchrun
+
+                batches = train_torchrun(self.model, self.spec, config,
+                                         nproc=run.config["processes"], stop=stop,
+                                         pause=pause, flush_every_s=RUN_FLUSH_SECONDS)
+            else:
+                batches = train(self.model, self.task_data(config.task, seed=config.seed),
+                                config, stop=stop, pause=pause, flush_every_s=RUN_FLUSH_SECONDS)
+            for batch in batches:
                 self._record(run, batch)
                 yield batch
             run.steps_per_s = (len(run.steps) / (time.perf_counter() - started)
@@ -1088,3 +1105,8 @@ def node_param_bytes(node: Node, dtype: torch.dtype | None = None) -> int:
     size = torch.empty((), dtype=dtype).element_size() if dtype is not None else None
     return sum(p.numel() * (size or p.element_size()) for p in params
                if p is not None and not isinstance(p, UninitializedTensorMixin))
+
+
+def _config_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields of a run's settings (``processes`` says how, not what)."""
+    return {k: v for k, v in settings.items() if k != "processes"}

@@ -436,21 +436,30 @@ def train_defaults(lab: Lab) -> dict[str, Any]:
     values.update(task_defaults(values["task"], lab.model))  # settings known to make it learn
     values.update({k: v for k, v in lab.train_settings.items() if k in values or k == "task"})
     values["device"], values["dtype"] = lab.device, lab.dtype_name
+    values["processes"] = lab.train_settings.get("processes", 1)  # >1: torchrun
     return values
 
 
 def check_train_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the form's values with the trainer's own checks; TuilabError names the field."""
+    from tuilab.core.distributed import check_processes
     from tuilab.core.training import TrainConfig, check_config
 
     known = _config_fields()
+    settings = dict(settings)
+    processes = settings.pop("processes", 1)
     unknown = sorted(set(settings) - set(known) - {"task"})
     if unknown:
         raise TuilabError(f"unknown training setting {unknown[0]!r}", where=unknown[0])
     try:
-        config = check_config(TrainConfig(**dict(settings)))
+        config = check_config(TrainConfig(**settings))
+        check_processes(processes)
     except TuilabError:
         raise
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
+        where = "processes" if str(err).startswith("processes") else "training settings"
+        raise TuilabError(str(err), where=where) from None
+    except TypeError as err:
         raise TuilabError(str(err), where="training settings") from None
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(settings)
+    checked = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else settings
+    return {**checked, "processes": processes}

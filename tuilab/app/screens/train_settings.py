@@ -29,7 +29,7 @@ LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 #: The Select value meaning "the task's own loss" (TrainConfig.loss = None).
 AUTO_LOSS = "auto"
 
-INT_FIELDS = ("steps", "batch_size", "val_every", "seed")
+INT_FIELDS = ("steps", "batch_size", "val_every", "seed", "processes")
 FLOAT_FIELDS = ("lr", "weight_decay", "momentum")
 OPTIONAL_FLOAT_FIELDS = ("grad_clip",)
 OPTIONAL_INT_FIELDS = ("threads",)
@@ -44,6 +44,7 @@ HELP = {
     "seed": "batch order, dropout",
     "val_every": "validate every N steps (0: never)",
     "threads": "torch threads (blank: auto)",
+    "processes": "N > 1: torchrun, N processes",
 }
 
 
@@ -120,7 +121,7 @@ class TrainSettingsScreen(ModalScreen[dict[str, Any] | None]):
                              value=loss, allow_blank=False, id="loss")
                 yield Label("None: the task's own", classes="help")
                 for key in ("steps", "lr", "batch_size", "weight_decay", "momentum",
-                            "grad_clip", "seed", "val_every", "threads"):
+                            "grad_clip", "seed", "val_every", "threads", "processes"):
                     value = d.get(key)
                     yield Label(key)
                     yield Input("" if value is None else f"{value}", id=key,
