@@ -44,7 +44,7 @@ HELP = {
     "seed": "batch order, dropout",
     "val_every": "validate every N steps (0: never)",
     "threads": "torch threads (blank: auto)",
-    "processes": "N > 1: torchrun, N processes",
+    "processes": "more than 1: torchrun",
 }
 
 
