@@ -93,6 +93,8 @@ def failure_message(log: str, returncode: int) -> str:
         text = f"rank {rank.group(1)} failed with exit code {code.group(1)}"
         if why and "<N/A>" not in why.group(1) and "To enable traceback" not in why.group(1):
             text += f" ({why.group(1).strip()})"
+        if int(code.group(1)) > 0 and said:  # an error, not a signal: the others' words
+            text += f"; {next(iter(said.values()))}"
         return text + "; torchrun stopped the other processes"
     if said:
         return next(iter(said.values()))
