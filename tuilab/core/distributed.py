@@ -41,6 +41,8 @@ __all__ = ["MAX_PROCESSES", "torchrun_command", "train_torchrun", "write_train_s
 MAX_PROCESSES = 64
 #: Seconds torchrun gets to stop its processes after SIGTERM before they are killed.
 STOP_GRACE_S = 10.0
+#: The collectives' timeout of a run started here, so a long pause does not end it.
+PAUSE_LIMIT_S = 7 * 24 * 3600
 
 
 def write_train_script(spec: ModelSpec, settings: Mapping[str, Any], path: Path) -> list[Path]:
@@ -131,7 +133,10 @@ def train_torchrun(model: nn.Module, spec: ModelSpec, config: TrainConfig, *, np
             shutil.rmtree(folder, ignore_errors=True)
         raise
     args = ["--steps", str(config.steps), "--metrics", str(metrics), "--save", str(final),
-            "--weights", str(start), "--val-every", str(config.val_every)]
+            "--weights", str(start), "--val-every", str(config.val_every),
+            # torchrun ends the run when a process dies; the collectives' own timeout would
+            # only cut a pause (SIGSTOP) that lasts longer than it.
+            "--timeout", str(PAUSE_LIMIT_S)]
     return _follow(model, torchrun_command(script, nproc, args), config, metrics, log_path,
                    final, stop, pause, flush_every_s, keep=workdir is not None)
 
@@ -153,7 +158,7 @@ def _follow(model: nn.Module, command: list[str], config: TrainConfig, metrics: 
                 return
             if pause is not None and pause.is_set() != paused:
                 paused = pause.is_set()
-                os.killpg(process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+                _signal_all(process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
             stop.wait(flush_every_s)
             if reader.read():
                 yield reader.batch()
@@ -182,16 +187,42 @@ def _end(process: subprocess.Popen[bytes], paused: bool) -> None:
     """Stop torchrun and its processes: SIGTERM (torchrun passes it on), then SIGKILL."""
     try:
         if paused:
-            os.killpg(process.pid, signal.SIGCONT)
+            _signal_all(process.pid, signal.SIGCONT)
         process.send_signal(signal.SIGTERM)
         process.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
         pass
     except ProcessLookupError:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    _signal_all(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def _signal_all(pid: int, signum: int) -> None:
+    """Signal torchrun's process group and each worker's: torchrun starts every worker in a
+    session of its own, so a signal to torchrun's group alone does not reach them."""
+    for group in (pid, *_children(pid)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signum)
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux /proc; none elsewhere)."""
+    found: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (name) "
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
 
 
 class _MetricsReader:
