@@ -207,11 +207,13 @@ def test_resume_without_the_state_file_says_so(bare_python: str, tmp_path: Path)
 
 
 # --- fsdp -----------------------------------------------------------------------------------------
-def test_fsdp_draws_the_same_curve(bare_python: str, tmp_path: Path) -> None:
+def test_fsdp_draws_the_same_curve_and_resumes(bare_python: str, tmp_path: Path) -> None:
+    """fully_shard on 2 processes, saved (a full state dict) at step 4 and resumed to 8."""
     script = export("mlp", tmp_path)
     run_script(bare_python, script, "--steps", "8", "--metrics", "one.jsonl")
-    run_script(bare_python, script, "--steps", "8", "--metrics", "fsdp.jsonl", "--fsdp",
-               "--save", "f.safetensors", nproc=2)
+    for steps, extra in (("4", "--save"), ("8", "--resume")):
+        run_script(bare_python, script, "--steps", steps, "--metrics", "fsdp.jsonl", "--fsdp",
+                   extra, "f.safetensors", nproc=2)
     assert_same_curve(losses(tmp_path / "one.jsonl"), losses(tmp_path / "fsdp.jsonl"))
     from safetensors.torch import load_file
 
