@@ -287,3 +287,39 @@ def test_cuda_nccl_draws_the_cpu_curve(tmp_path: Path) -> None:
     run_script(sys.executable, script, *args, "--metrics", "many.jsonl", nproc=nproc)
     assert_same_curve(losses(tmp_path / "one.jsonl"), losses(tmp_path / "many.jsonl"),
                       rtol=1e-3)
+
+
+TINY = """
+[model]
+name = "tiny"
+input_shape = [2, 2]
+task = "moons"
+[model.root]
+name = ""
+block = "Sequential"
+children = [
+    { name = "0", block = "Linear", args = { in_features = 2, out_features = 8, bias = true } },
+    { name = "1", block = "ReLU" },
+    { name = "2", block = "Linear", args = { in_features = 8, out_features = 2, bias = true } },
+]
+"""
+
+
+def test_a_users_data_file_is_read_by_path(bare_python: str, tmp_path: Path) -> None:
+    """A CSV task: the script reads the file the workspace names, or the one --data gives."""
+    from tuilab.core.workspace import parse_toml, spec_from_data
+
+    rows = ["a,b,label"] + [f"{i / 50:.3f},{(i * 7 % 50) / 50:.3f},{int(i % 3 == 0)}"
+                            for i in range(60)]
+    data = tmp_path / "points.csv"
+    data.write_text("\n".join(rows) + "\n")
+    spec = spec_from_data(parse_toml(TINY, source="tiny"), source="tiny")
+    script = tmp_path / "train.py"
+    script.write_text(export_train_source(spec, {"task": str(data), "steps": 3,
+                                                 "batch_size": 8}))
+    assert f"'data': {str(data)!r}" in script.read_text()
+    run_script(bare_python, script, "--metrics", "m.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3] and "val_accuracy" in lines[-1]
+    done = run_script(bare_python, script, "--data", "missing.csv", check=False)
+    assert done.returncode == 1 and "missing.csv: no such file" in done.stderr

@@ -109,7 +109,7 @@ def _data_section(spec: ModelSpec, task: str, *, reserved: set[str]
         call = ("    if not args.data:\n"
                 "        raise RunError('give the data file with --data PATH')\n"
                 "    return load_user_data(args.data, seed=args.seed)\n")
-        what = f"the user's data file (by default {Path(task).name})"
+        what = "The user's data file (--data), read as tuilab reads it: same seed, same split."
     else:
         targets = [f"{_TASKS_MODULE}:_{task}", f"{_TASKS_MODULE}:_Options"]
         shape = tuple(spec.input_shape[1:])
@@ -118,7 +118,7 @@ def _data_section(spec: ModelSpec, task: str, *, reserved: set[str]
                    f"vocab_size={spec.vocab_size!r},\n"
                    f"                    num_classes=None, model=model)")
         call = f"    return _{task}({options})\n"
-        what = f"the lab's task {task!r}"
+        what = f"The lab's task {task!r}, built as tuilab builds it: same seed, same tensors."
     if needs_digits(task):
         targets.append(f"{_TASKS_MODULE}:_read_digits")
     targets.append("tuilab.core.runtime:make_loss")
@@ -143,7 +143,7 @@ def _data_section(spec: ModelSpec, task: str, *, reserved: set[str]
         ]
     lines += [
         "def load_data(args: argparse.Namespace, model: nn.Module) -> TaskData:",
-        f'    """{what.capitalize()}, built as tuilab builds it: same seed, same tensors."""',
+        f'    """{what}"""',
     ]
     if provided:
         lines += ["    DIGITS_PATH[0] = Path(args.data) if args.data else DIGITS_PATH[0]"]
