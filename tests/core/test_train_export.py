@@ -196,9 +196,13 @@ def test_resume_continues_the_curve(bare_python: str, tmp_path: Path) -> None:
     assert_same_curve(straight, split)
 
 
-def test_resume_without_the_state_file_says_so(bare_python: str, tmp_path: Path) -> None:
+def test_resume_refuses_another_batch_and_a_missing_state_file(bare_python: str,
+                                                              tmp_path: Path) -> None:
     script = export("mlp", tmp_path)
     run_script(bare_python, script, "--steps", "2", "--save", "w.safetensors")
+    done = run_script(bare_python, script, "--steps", "4", "--resume", "w.safetensors",
+                      "--batch-size", "5", check=False)
+    assert done.returncode == 1 and "resume it with --batch-size 64" in done.stderr
     (tmp_path / "w.state.safetensors").unlink()
     done = run_script(bare_python, script, "--steps", "4", "--resume", "w.safetensors",
                       check=False)

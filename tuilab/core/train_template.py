@@ -262,6 +262,7 @@ def save(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, world: W
                   for fqn, entry in optim["state"].items()}
         tensors.update({f"rng.{k}": v for k, v in progress["rng"].items()})
         meta = {"step": str(progress["step"]), "pos": str(progress["pos"]),
+                "batch": str(progress["batch"]),
                 "seconds": repr(progress["seconds"]),
                 "param_groups": json.dumps(optim["param_groups"]),
                 "optim_other": json.dumps(others)}
@@ -322,7 +323,7 @@ def resume(path: str, model: nn.Module, optimizer: torch.optim.Optimizer
     except (RuntimeError, KeyError, ValueError) as err:
         raise RunError(f"{path}: does not fit this model and optimizer: {err}") from err
     rng = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
-    return {"step": int(meta["step"]), "pos": int(meta["pos"]),
+    return {"step": int(meta["step"]), "pos": int(meta["pos"]), "batch": int(meta["batch"]),
             "seconds": float(meta["seconds"]), "rng": rng}
 
 
@@ -397,6 +398,9 @@ class Trainer:
         self.perm = torch.empty(0, dtype=torch.long)
         if args.resume:
             done = resume(args.resume, self.net, self.optimizer)
+            if done["batch"] != self.batch:  # the batch order would not be the saved run's
+                raise RunError(f"{args.resume} was saved by a run with a global batch of "
+                               f"{done['batch']}; resume it with --batch-size {done['batch']}")
             self.step, self.pos, self.seconds = done["step"], done["pos"], done["seconds"]
             self.order.set_state(done["rng"]["order"])
             self.perm = done["rng"]["perm"]
@@ -478,7 +482,8 @@ class Trainer:
 
     def progress(self) -> dict[str, Any]:
         rng = {"order": self.order.get_state(), "perm": self.perm, "cpu": torch.get_rng_state()}
-        return {"step": self.step, "pos": self.pos, "seconds": self.seconds, "rng": rng}
+        return {"step": self.step, "pos": self.pos, "batch": self.batch,
+                "seconds": self.seconds, "rng": rng}
 
     def run(self) -> None:
         args, world = self.args, self.world
