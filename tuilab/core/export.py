@@ -120,7 +120,7 @@ def _read_module(module_name: str) -> tuple[dict[str, _Definition], dict[str, st
 def _check_imports(definitions: Iterable[_Definition], known: Mapping[str, str]) -> None:
     """Refuse a definition that needs an import the exported file would not write."""
     for definition in definitions:
-        for name in definition.imported:
+        for name in external_names(definition):
             statement = _module_imports(definition.module)[name]
             if known.get(name) != statement:
                 raise RuntimeError(
@@ -172,6 +172,18 @@ def _used_names(stmt: ast.stmt) -> set[str]:
     return collector.names
 
 
+def _tuilab_source(definition: _Definition, name: str) -> str | None:
+    """The tuilab module ``name`` is imported from in the definition's module, if any."""
+    statement = _module_imports(definition.module)[name]
+    module = statement.split()[1]
+    return module if statement.startswith("from tuilab.") else None
+
+
+def external_names(definition: _Definition) -> set[str]:
+    """The names a definition imports from outside tuilab (tuilab's own are copied too)."""
+    return {n for n in definition.imported if _tuilab_source(definition, n) is None}
+
+
 def source_definitions(targets: Iterable[str], *, known_imports: Mapping[str, str],
                        provided: Iterable[str] = ()) -> list[_Definition]:
     """The definitions behind these ``module:name`` targets and everything they use.
@@ -189,6 +201,10 @@ def source_definitions(targets: Iterable[str], *, known_imports: Mapping[str, st
         definition = _module_definitions(module_name)[name]
         wanted[(module_name, name)] = definition
         pending.extend((module_name, dep) for dep in definition.local_deps)
+        for imported in definition.imported:  # a helper from another tuilab module
+            source = _tuilab_source(definition, imported)
+            if source is not None:
+                pending.append((source, imported))
     chosen = sorted(wanted.values(), key=lambda d: (d.module, d.order))
     _check_imports(chosen, known_imports)
     return chosen
@@ -405,7 +421,7 @@ class _Exporter:
         class_lines = self.model_class()
         out: list[str] = []
         for block in self.blocks:
-            self.uses.update(block.imported)
+            self.uses.update(external_names(block))
             out += [block.text, "", ""]
         if self.needs_children_helper:
             out += [*_CHILDREN_HELPER, "", ""]

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from tuilab import __version__
-from tuilab.core.export import KNOWN_IMPORTS, model_section, source_definitions
+from tuilab.core.export import (
+    KNOWN_IMPORTS,
+    external_names,
+    model_section,
+    source_definitions,
+)
 from tuilab.core.spec import ModelSpec
 
 __all__ = ["DIGITS_FILE", "TEMPLATE_PATH", "export_train_source", "needs_digits"]
@@ -45,6 +50,10 @@ _TRAIN_IMPORTS = {
     "dataclass": "from dataclasses import dataclass",
     "Callable": "from collections.abc import Callable",
     "Path": "from pathlib import Path",
+    "dataclasses": "import dataclasses",
+    "Mapping": "from collections.abc import Mapping",
+    "Iterator": "from collections.abc import Iterator",
+    "Any": "from typing import Any",
 }
 #: TrainConfig fields the script takes from the lab (the rest are the script's options).
 _SETTING_KEYS = ("task", "optimizer", "lr", "batch_size", "steps", "weight_decay", "momentum",
@@ -148,13 +157,33 @@ def _data_section(spec: ModelSpec, task: str, *, reserved: set[str]
     if provided:
         lines += ["    DIGITS_PATH[0] = Path(args.data) if args.data else DIGITS_PATH[0]"]
     lines += [call.rstrip("\n")]
-    imports = {name: _TRAIN_IMPORTS[name] for d in definitions for name in d.imported}
+    imports = {name: _TRAIN_IMPORTS[name] for d in definitions for name in external_names(d)}
+    imports.update({name: _TRAIN_IMPORTS[name] for d in definitions
+                    for name in _annotation_names(d.text) if name in _TRAIN_IMPORTS})
     if provided:
         imports.update(np=_TRAIN_IMPORTS["np"], Path=_TRAIN_IMPORTS["Path"])
     return lines, imports, names
 
 
 # --- imports -----------------------------------------------------------------------------------
+def _annotation_names(text: str) -> set[str]:
+    """Names used in annotations only: the copy needs their imports for the linters' sake
+    (the file defers annotations, so they are never evaluated)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(text)):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
+                     node.args.vararg, node.args.kwarg]
+            annotations = [a.annotation for a in every if a is not None] + [node.returns]
+        elif isinstance(node, ast.AnnAssign):
+            annotations = [node.annotation]
+        for annotation in annotations:
+            if annotation is not None:
+                names.update(n.id for n in ast.walk(annotation) if isinstance(n, ast.Name))
+    return names
+
+
 def _statements(text: str) -> set[str]:
     """The one-name import statements of an import block."""
     out: set[str] = set()
