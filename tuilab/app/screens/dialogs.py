@@ -1,18 +1,20 @@
 """Small modal dialogs: confirm, text prompt, a pick-one list, and the unsaved-work question.
 
 Each returns its answer through `dismiss`, so callers use `push_screen(dialog, callback)` and
-the App never blocks waiting for the user.
+the App never blocks waiting for the user. Every modal of the lab derives from `Dialog`, which
+takes one answer only (see there), and whose default answer never destroys work.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -32,6 +34,37 @@ def modal_frame_css(name: str, *, box: str = "Vertical", width: str = "80%",
             f"    border: thick $primary; background: $surface; padding: 0 1;\n}}\n")
 
 
+ResultType = TypeVar("ResultType")
+
+
+class Dialog(ModalScreen[ResultType]):
+    """A modal that answers once.
+
+    Keys typed faster than the app draws are queued: a second Enter (or a click and a key)
+    reaches the dialog after its first answer, before it has left the screen. Textual would
+    run the caller's callback again and pop a screen that is not this one (the main screen:
+    `ScreenStackError`, the app gone). So a dialog that has answered, or that is not the top
+    screen, ignores any later answer.
+    """
+
+    answered: bool = False
+    """True once `dismiss` has run: later answers are dropped, and forms stop submitting."""
+
+    @property
+    def on_top(self) -> bool:
+        """Is this the screen the keys go to (not one under another dialog, not gone)?"""
+        try:
+            return self.app.screen is self
+        except ScreenStackError:
+            return False
+
+    def dismiss(self, result: ResultType | None = None) -> AwaitComplete:
+        if self.answered or not self.on_top:
+            return AwaitComplete.nothing()
+        self.answered = True
+        return super().dismiss(result)
+
+
 def dialog_css(name: str) -> str:
     """The frame and the parts (title, body, buttons, error line) of the dialogs here."""
     return modal_frame_css(name) + f"""
@@ -43,7 +76,7 @@ def dialog_css(name: str) -> str:
 """
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Dialog[bool]):
     """A yes/no question; escape answers no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -79,7 +112,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class TextPrompt(ModalScreen[str | None]):
+class TextPrompt(Dialog[str | None]):
     """Ask for one line of text (a name, a path); escape answers None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -124,7 +157,7 @@ class TextPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ChoiceScreen(ModalScreen[str | None]):
+class ChoiceScreen(Dialog[str | None]):
     """Pick one of a list; items that cannot be chosen are shown greyed with the reason."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -167,7 +200,7 @@ class ChoiceScreen(ModalScreen[str | None]):
         self.dismiss(event.option.id)
 
 
-class UnsavedScreen(ModalScreen[str]):
+class UnsavedScreen(Dialog[str]):
     """The work is not saved: answers "save", "discard" or "cancel"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

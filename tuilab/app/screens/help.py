@@ -10,13 +10,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tuilab.app.screens.dialogs import modal_frame_css
+from tuilab.app.screens.dialogs import Dialog, modal_frame_css
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
     """Keys, grouped by what they do; escape, q or ? closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

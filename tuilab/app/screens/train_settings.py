@@ -19,10 +19,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tuilab.app.screens.dialogs import modal_frame_css
+from tuilab.app.screens.dialogs import Dialog, modal_frame_css
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
@@ -48,7 +47,7 @@ HELP = {
 }
 
 
-class TrainSettingsScreen(ModalScreen[dict[str, Any] | None]):
+class TrainSettingsScreen(Dialog[dict[str, Any] | None]):
     """Edit the fields of ``TrainConfig`` and the task; Enter starts, Escape cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

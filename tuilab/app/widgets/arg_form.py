@@ -18,17 +18,16 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tuilab.app.screens.dialogs import modal_frame_css
+from tuilab.app.screens.dialogs import Dialog, modal_frame_css
 from tuilab.core.arguments import Arg
 from tuilab.core.errors import TuilabError
 
 _ARG_NAME = re.compile(r"argument '(\w+)'")
 
 
-class ArgForm(ModalScreen[bool]):
+class ArgForm(Dialog[bool]):
     """Edit a node's arguments; dismisses with True when the edit was applied."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -117,6 +116,8 @@ class ArgForm(ModalScreen[bool]):
     @on(Button.Pressed, "#apply")
     @on(Input.Submitted)
     def action_submit(self) -> None:
+        if self.answered:
+            return  # a second Enter queued behind the first: the edit is done once
         self._clear_errors()
         values = self.values()
         if not values:

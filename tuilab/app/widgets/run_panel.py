@@ -33,7 +33,6 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import (
@@ -52,7 +51,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tuilab.app.messages import CodeLine, LabChanged
-from tuilab.app.screens.dialogs import modal_frame_css
+from tuilab.app.screens.dialogs import Dialog, modal_frame_css
 from tuilab.app.screens.train_settings import TrainSettingsScreen
 from tuilab.app.widgets.heatmap import Heatmap
 from tuilab.app.widgets.loss_plot import LossPlot
@@ -79,7 +78,7 @@ def _eta(seconds: float) -> str:
 # pickers
 
 
-class _Picker(ModalScreen[Any]):
+class _Picker(Dialog[Any]):
     """A small modal: a title, an option list, Enter chooses, Escape cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -140,7 +139,7 @@ def _target_select(selected: str | None) -> Select[str]:
     return Select(options, value=options[0][1], allow_blank=False, id="target")
 
 
-class GradCamPicker(ModalScreen[tuple[int, int | None, str] | None]):
+class GradCamPicker(Dialog[tuple[int, int | None, str] | None]):
     """Which validation image, which class (or the predicted one) and which conv layer."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
