@@ -851,6 +851,7 @@ class Lab:
         second and its plot less often, and each batch is a message the UI thread handles
         while the run waits for the GIL.
         """
+        from tuilab.core.finite_weights import FiniteWeights
         from tuilab.core.training import TrainConfig, check_config, train
 
         try:
@@ -867,7 +868,10 @@ class Lab:
             else:
                 batches = train(self.model, self.task_data(config.task, seed=config.seed),
                                 config, stop=stop, pause=pause, flush_every_s=RUN_FLUSH_SECONDS)
+            guard = FiniteWeights(self.model)
+            guard.keep(0)
             for batch in batches:
+                batch = guard.after(batch)  # diverged: the last finite weights go back
                 self._record(run, batch)
                 yield batch
             run.steps_per_s = (len(run.steps) / (time.perf_counter() - started)

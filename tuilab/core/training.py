@@ -179,6 +179,8 @@ class MetricsBatch:
     """Which tensor of a tuple/dict/dataclass output the loss uses (``output.logits``)."""
     threads: int = 0
     """torch's intra-op threads the run uses (0 when unknown)."""
+    nonfinite_loss: bool = False
+    """The run stopped on a NaN or infinite loss (the caller may put back finite weights)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +562,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
     state: dict[str, Any] = {"step": 0, "active": 0.0, "output": ""}
 
     def make_batch(*, done: bool = False, stopped: bool = False, error: str | None = None,
-                   error_path: str | None = None) -> MetricsBatch:
+                   error_path: str | None = None, nonfinite_loss: bool = False) -> MetricsBatch:
         finished = state["step"]
         rate = finished / state["active"] if state["active"] > 0 else 0.0
         eta = (total - finished) / rate if rate > 0 else math.inf
@@ -571,7 +573,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
             val_losses=tuple(val_losses), val_accuracy=tuple(val_accuracy), step=finished,
             total_steps=total, steps_per_s=rate, eta_s=eta, done=done, stopped=stopped,
             error=error, error_path=error_path, output=state["output"],
-            threads=run.threads.threads,
+            threads=run.threads.threads, nonfinite_loss=nonfinite_loss,
         )
         steps.clear()
         losses.clear()
@@ -607,6 +609,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
     stopped = False
     error: str | None = None
     error_path: str | None = None
+    nonfinite_loss = False
     try:
         while True:
             start = perf()
@@ -651,6 +654,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                                              and not bool(torch.isfinite(xb).all())
                                              else "(loss)")
                             error_path = nonfinite
+                            nonfinite_loss = True
                             where = (f"the first module whose output was not finite is "
                                      f"{nonfinite}" if not nonfinite.startswith("(")
                                      else "every module's output was finite; the loss itself "
@@ -703,7 +707,7 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
             state["step"] = step if error is None or phase == "validation" else step - 1
             if error is not None or stopped or step >= total:
                 yield make_batch(done=True, stopped=stopped, error=error,
-                                 error_path=error_path)
+                                 error_path=error_path, nonfinite_loss=nonfinite_loss)
                 return
             if paused:
                 yield make_batch()
