@@ -155,7 +155,8 @@ class TuilabApp(WeightsActions, App[int]):
         self._autosave_cost = 0.0
         """Seconds the last autosave took (it spaces out the next)."""
         self._declined: set[Path] = set()
-        """Autosaves of lost sessions the user chose not to restore."""
+        """Autosaves of lost sessions the user chose not to restore (removed at this
+        session's first autosave)."""
         self._summary_timer: Any = None
         self.summary: Any = None
         """The last shape summary shown (tests read it)."""
@@ -260,9 +261,11 @@ class TuilabApp(WeightsActions, App[int]):
 
         def answer(yes: bool | None) -> None:
             if not yes:
-                self._declined.add(leftover.path)  # offered once, even if it cannot be removed
-                with contextlib.suppress(OSError):
-                    autosave.discard(leftover.path)
+                # kept until this session's first autosave (`_autosave`): a slip is undone by
+                # quitting before any change; offered once per start, even if it cannot go
+                self._declined.add(leftover.path)
+                self.notify(f"not restored; the copy stays at {leftover.path} until your "
+                            "first change is autosaved", markup=False, timeout=8)
                 self._maybe_restore()
                 return
             try:
@@ -282,7 +285,7 @@ class TuilabApp(WeightsActions, App[int]):
             "Restore unsaved work?",
             f"A tuilab session ended without saving '{leftover.workspace.spec.name}'. "
             f"A copy was kept at {leftover.path}. Restore it?",
-            yes="Restore", no="Discard it"), answer)
+            yes="Restore", no="Discard it", default=True), answer)
 
     def _confirm_user_code(self, spec_arg: str) -> None:
         """Show the file's path and SHA-256 before importing (importing runs its code)."""
@@ -1037,7 +1040,12 @@ class TuilabApp(WeightsActions, App[int]):
         lab = self._editable_lab()
         if lab is None:
             return
-        default = str(lab.path) if lab.path is not None else f"{lab.name}.toml"
+        if lab.path is not None:
+            default = str(lab.path)
+        else:
+            from tuilab.core.filenames import default_save_path
+
+            default = default_save_path(lab.name)  # a model's name may hold "../" or "/"
 
         def done(text: str | None) -> None:
             if text:
@@ -1087,11 +1095,15 @@ class TuilabApp(WeightsActions, App[int]):
             self._error(error)
             return
 
+        current = self.lab.name if self.lab is not None else None
+
         def chosen(name: str | None) -> None:
-            if name:
+            if name == current:  # enter on the open model: keep it (and its weights)
+                self.notify(f"{name} is open already (ctrl+o {name} opens it afresh)",
+                            markup=False)
+            elif name:
                 self._unsaved_then("load a preset", lambda: self._open(name))
 
-        current = self.lab.name if self.lab is not None else None
         self.push_screen(ChoiceScreen("Load preset", [(p.name, p.description, True)
                                                       for p in presets], current=current),
                          chosen)
@@ -1152,6 +1164,18 @@ class TuilabApp(WeightsActions, App[int]):
         self._autosave_cost = time.perf_counter() - start
         if problem:
             self.notify(problem, severity="warning", markup=False)
+        else:
+            self._forget_declined()
+
+    def _forget_declined(self) -> None:
+        """This session's work is safe on disk now: the lost sessions' copies the user chose
+        not to restore can go (until here, killing this session offered them again)."""
+        from tuilab.core.autosave import discard
+
+        for path in self._declined:
+            with contextlib.suppress(OSError):
+                discard(path)
+        self._declined.clear()
 
     def _finish(self) -> None:
         """Quit for good: the work was saved or discarded, so forget the autosave copy."""

@@ -923,10 +923,17 @@ class Lab:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise EditError("choose a file name to save to", where="save")
-        if not overwrite and target == self.path and self._changed_on_disk(target):
+        from tuilab.core.filenames import same_file
+
+        ours = self.path is not None and same_file(target, self.path)
+        if not overwrite and ours and self._changed_on_disk(target):
             raise FileChangedError(
                 "changed on disk since tuilab opened it; save again to overwrite it, or save "
                 "under another name", where=str(target))
+        if not overwrite and not ours and target.exists():
+            raise FileChangedError(
+                "already exists, and this workspace was not opened from it; overwrite it, or "
+                "save under another name", where=str(target))
         save_workspace(self.workspace(), target)
         self.path = target
         self._disk_stamp = _fingerprint(target)

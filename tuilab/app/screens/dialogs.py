@@ -77,7 +77,8 @@ def dialog_css(name: str) -> str:
 
 
 class ConfirmScreen(Dialog[bool]):
-    """A yes/no question; escape answers no."""
+    """A yes/no question; escape answers no. Enter answers `default` (the focused button):
+    no, unless yes is the answer that keeps the work (restoring an autosave)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "Cancel"),
@@ -86,12 +87,14 @@ class ConfirmScreen(Dialog[bool]):
     ]
     DEFAULT_CSS = dialog_css("ConfirmScreen")
 
-    def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No") -> None:
+    def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No",
+                 default: bool = False) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.yes = yes
         self.no = no
+        self.default = default
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -102,7 +105,7 @@ class ConfirmScreen(Dialog[bool]):
                 yield Button(self.no, id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one("#yes" if self.default else "#no", Button).focus()
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)

@@ -51,7 +51,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tuilab.app.messages import CodeLine, LabChanged
-from tuilab.app.screens.dialogs import Dialog, modal_frame_css
+from tuilab.app.screens.dialogs import ConfirmScreen, Dialog, modal_frame_css
 from tuilab.app.screens.train_settings import TrainSettingsScreen
 from tuilab.app.widgets.heatmap import Heatmap
 from tuilab.app.widgets.loss_plot import LossPlot
@@ -556,7 +556,20 @@ class RunPanel(Widget, can_focus=True):
         if choice is None:
             return
         scheme, path = choice
-        self.initialise(scheme, path or "")
+        if not (self.lab.runs or not self.lab.editable):
+            self.initialise(scheme, path or "")  # fresh weights: nothing to lose
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.initialise(scheme, path or "")
+
+        # trained weights, or a user's own (perhaps pre-trained) module: enter keeps them
+        self.app.push_screen(ConfirmScreen(
+            "Re-initialise the weights?",
+            f"{scheme} init replaces the current weights of {path or 'the whole model'}; "
+            "what training taught them is lost (undo does not bring weights back).",
+            yes="Re-initialise", no="Keep them"), answer)
 
     def initialise(self, scheme: str, path: str = "") -> None:
         """Apply ``scheme`` at ``path`` through the lab and show the new parameter stats."""
