@@ -108,7 +108,11 @@ LAB_ACTIONS = frozenset({
     "run_forward", "run_backward", "run_zero_grad", "run_init", "run_train", "run_pause",
     "run_stop", "copy_export", "set_input_shape", "save_weights", "load_weights",
 })
-FILE_ACTIONS = frozenset({"open_workspace", "load_preset"})
+FILE_ACTIONS = frozenset({"open_workspace", "load_preset", "toggle_inspector"})
+NARROW_BELOW = 110
+"""Columns under which the inspector is shown on a key instead of beside the model."""
+WIDE_FROM = 160
+"""Columns from which the palette's list stays open beside the model."""
 
 class MainScreen(Screen[None]):
     """The lab's one full screen; dialogs are modal screens pushed above it.
@@ -129,7 +133,11 @@ class TuilabApp(WeightsActions, App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuilab"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"), (NARROW_BELOW, "-medium"), (WIDE_FROM, "-wide")]
+    """Laid out by width (app.tcss): from WIDE_FROM three panes; below it the palette is a
+    search line whose list opens while it has focus; below NARROW_BELOW the inspector takes
+    the model's place on `v`, so the model's rows keep name, shape and count."""
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = app_bindings()
@@ -629,6 +637,8 @@ class TuilabApp(WeightsActions, App[int]):
         event.stop()
         self.palette.select_block(event.block)
         self.action_add_after()
+        if self.size.width < WIDE_FROM:
+            self.builder.focus()  # the palette's list closes; the new block shows in full
 
     # --- messages from the run side -------------------------------------------------------
     @on(LabChanged)
@@ -831,6 +841,29 @@ class TuilabApp(WeightsActions, App[int]):
 
     def action_focus_search(self) -> None:
         self.palette.query_one("#palette-search").focus()
+
+    def action_focus_model(self) -> None:
+        """Back from the palette (escape): to the model, or the inspector in its place."""
+        if self.screen.has_class("-inspector") and self.size.width < NARROW_BELOW:
+            self.inspector.modules_tree.focus()
+        else:
+            self.builder.focus()
+
+    def action_toggle_inspector(self) -> None:
+        """To the inspector and back. Under NARROW_BELOW columns the inspector is hidden
+        (app.tcss): the screen's `-inspector` class shows it in the model's place."""
+        screen = self.screen
+        showing = not self.inspector.has_focus_within
+        screen.set_class(showing, "-inspector")
+        if showing:
+            self.call_after_refresh(self.inspector.modules_tree.focus)
+        else:
+            self.builder.focus()
+
+    def on_resize(self) -> None:
+        """A footer that fits: at 80 columns the full one cut "Quit" off."""
+        for footer in self.screen.query(Footer):
+            footer.compact = self.size.width < NARROW_BELOW
 
     def action_set_input_shape(self) -> None:
         self._ask_input_shape("Input shape (batch first)", "e.g. 1, 1, 32, 32")

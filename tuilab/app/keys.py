@@ -58,6 +58,8 @@ KEY_GROUPS: tuple[tuple[str, tuple[Key, ...]], ...] = (
         Key("ctrl+y", "redo", "Redo", "redo the edit undone last", "ctrl+y"),
         Key("/", "focus_search", "Search palette", "type to filter the palette's blocks",
             "slash"),
+        Key("v", "toggle_inspector", "Inspector / model",
+            "go to the inspector and back (under 110 columns it takes the model's place)", "v"),
         Key("ctrl+n", "set_input_shape", "Set input shape", "the input's shape, batch first",
             "ctrl+n"),
     )),

@@ -18,7 +18,7 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, OptionList, Static
+from textual.widgets import Button, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 
@@ -58,6 +58,11 @@ class Dialog(ModalScreen[ResultType]):
         except ScreenStackError:
             return False
 
+    def on_mount(self) -> None:
+        """Its own footer, over the lab's: the keys that work now are this dialog's (the
+        lab's are off while it is open), so show those: Esc, y/n, s/d…"""
+        self.mount(Footer())
+
     def dismiss(self, result: ResultType | None = None) -> AwaitComplete:
         if self.answered or not self.on_top:
             return AwaitComplete.nothing()
@@ -82,8 +87,8 @@ class ConfirmScreen(Dialog[bool]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "Cancel"),
-        Binding("y", "answer(True)", "Yes", show=False),
-        Binding("n", "answer(False)", "No", show=False),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
     ]
     DEFAULT_CSS = dialog_css("ConfirmScreen")
 
@@ -95,6 +100,9 @@ class ConfirmScreen(Dialog[bool]):
         self.yes = yes
         self.no = no
         self.default = default
+        # the footer names the answers as the buttons do ("y Restore  n Discard it")
+        self._bindings.bind("y", "answer(True)", yes)
+        self._bindings.bind("n", "answer(False)", no)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -208,8 +216,8 @@ class UnsavedScreen(Dialog[str]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer('cancel')", "Cancel"),
-        Binding("s", "answer('save')", "Save", show=False),
-        Binding("d", "answer('discard')", "Discard", show=False),
+        Binding("s", "answer('save')", "Save"),
+        Binding("d", "answer('discard')", "Discard"),
     ]
     DEFAULT_CSS = dialog_css("UnsavedScreen")
 

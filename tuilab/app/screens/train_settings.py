@@ -52,7 +52,7 @@ class TrainSettingsScreen(Dialog[dict[str, Any] | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "submit", "Start", show=False),
+        Binding("ctrl+s", "submit", "Start"),
     ]
 
     DEFAULT_CSS = modal_frame_css("TrainSettingsScreen", box="#form", width="76",

@@ -47,6 +47,20 @@ class RunHistory(Protocol):
     val_accuracy: list[float]
 
 
+def step_ticks(low: float, high: float, count: int = 6) -> list[int]:
+    """Whole-step ticks for the x axis, about `count` of them, 1, 2 or 5 times a power of ten
+    apart (plotext's own ticks fall between steps: "12.5" is no step a run has)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
+        return []
+    span = max(high - low, 1.0)
+    raw = span / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    spacing = next((m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw), 1)
+    spacing = max(1, int(spacing))
+    first = math.ceil(low / spacing) * spacing
+    return list(range(int(first), math.floor(high) + 1, spacing))
+
+
 def downsample(xs: Sequence[float], ys: Sequence[float],
                max_points: int) -> tuple[list[float], list[float]]:
     """Bucket means of the finite points, at most ``max_points`` of them; the last point kept.
@@ -159,6 +173,10 @@ class LossPlot(PlotextPlot):
         plt.xlabel("step")
         plt.yscale("log" if self.log_scale else "linear")
         any_accuracy = False
+        steps = [step for run in self._runs for step in (run.steps[:1] + run.steps[-1:])]
+        ticks = step_ticks(min(steps), max(steps)) if steps else []
+        if ticks:
+            plt.xticks(ticks, [str(tick) for tick in ticks])
         for index, run in enumerate(self._runs):
             colour = RUN_COLOURS[index % len(RUN_COLOURS)]
             xs, ys = downsample(run.steps, self._positive(run.losses), self.max_points)

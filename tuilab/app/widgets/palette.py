@@ -7,9 +7,12 @@ the App reads :attr:`Palette.selected_block` when the user adds a block.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, OptionList, Static
@@ -17,14 +20,45 @@ from textual.widgets.option_list import Option
 
 from tuilab.core.catalog import BlockDef, blocks_by_family
 
+START_BLOCK = "Linear"
+"""Highlighted when the palette opens: the block a first model most often starts with (the
+first in the catalog is an empty container, a poor first pick)."""
+
 
 def _matches(block: BlockDef, words: list[str]) -> bool:
     haystack = f"{block.name} {block.family} {block.description} {block.class_name}".lower()
     return all(word in haystack for word in words)
 
 
+def rank(block: BlockDef, query: str) -> int:
+    """How well a block's name answers the search: 0 exact, 1 prefix, 2 inside the name,
+    3 elsewhere (family, description). "sigmoid" puts Sigmoid before SiLU, whose description
+    only mentions a sigmoid."""
+    name = block.name.lower()
+    if name == query:
+        return 0
+    if name.startswith(query):
+        return 1
+    return 2 if query in name else 3
+
+
+def search(query: str) -> list[BlockDef]:
+    """The blocks matching every word of `query`, best name match first, then catalog order
+    (sorting is stable)."""
+    words = query.lower().split()
+    found = [b for blocks in blocks_by_family().values() for b in blocks if _matches(b, words)]
+    key = " ".join(words)
+    return sorted(found, key=lambda block: rank(block, key))
+
+
 class Palette(Vertical):
     """Search box, grouped block list, and a detail line for the highlighted block."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # on a narrow screen the list is open only while the palette has focus: escape
+        # closes it (the App puts the focus back on the model)
+        Binding("escape", "app.focus_model", "Back to the model"),
+    ]
 
     DEFAULT_CSS = """
     Palette { height: 1fr; }
@@ -79,23 +113,21 @@ class Palette(Vertical):
         self.options.highlighted = index
 
     def _fill(self, query: str) -> None:
-        words = query.lower().split()
+        """Every block grouped by family (no search), or the matches ranked best first with
+        the highlight on the first (a search)."""
         option_list = self.options
-        previous = self.selected_block if option_list.option_count else None
+        previous = self.selected_block if option_list.option_count else START_BLOCK
         option_list.clear_options()
         options: list[Option | None] = []
-        for family, blocks in blocks_by_family().items():
-            shown = [b for b in blocks if _matches(b, words)]
-            if not shown:
-                continue
-            if options:
-                options.append(None)
-            options.append(Option(Text(family.upper(), style="bold"), disabled=True))
-            for block in shown:
-                prompt = Text.assemble((block.name, "bold"), "  ", (block.description, "dim"))
-                prompt.no_wrap = True
-                prompt.overflow = "ellipsis"
-                options.append(Option(prompt, id=block.name))
+        if query.strip():
+            options.extend(_option(block) for block in search(query))
+            previous = None  # the best match, not the block highlighted before
+        else:
+            for family, blocks in blocks_by_family().items():
+                if options:
+                    options.append(None)
+                options.append(Option(Text(family.upper(), style="bold"), disabled=True))
+                options.extend(_option(block) for block in blocks)
         option_list.add_options(options)
         target = None
         if previous is not None:
@@ -107,6 +139,8 @@ class Palette(Vertical):
             target = next((i for i in range(option_list.option_count)
                            if not option_list.get_option_at_index(i).disabled), None)
         option_list.highlighted = target
+        if target is not None:
+            option_list.scroll_to_highlight()
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -141,3 +175,10 @@ class Palette(Vertical):
         event.stop()
         if event.option.id:
             self.post_message(self.Chosen(event.option.id))
+
+
+def _option(block: BlockDef) -> Option:
+    prompt = Text.assemble((block.name, "bold"), "  ", (block.description, "dim"))
+    prompt.no_wrap = True
+    prompt.overflow = "ellipsis"
+    return Option(prompt, id=block.name)
