@@ -96,14 +96,19 @@ def _size(node: Node) -> int:
     return 1 + sum(_size(child) for child in node.children)
 
 
-def _call_text(node: Node) -> str:
+MIN_ARGS_WIDTH = 12
+"""A row short of room cuts its arguments down to this, never its name, shape or count."""
+
+
+def _call_text(node: Node, width: int = LABEL_ARGS_WIDTH) -> str:
     try:
         text = node.definition.call_code(node.args)
     except Exception:  # an unknown block would have been refused earlier; never crash a label
         return node.block
     text = text.removeprefix("nn.")
-    if len(text) > LABEL_ARGS_WIDTH:
-        text = text[: LABEL_ARGS_WIDTH - 1] + "…)"
+    width = max(MIN_ARGS_WIDTH, min(width, LABEL_ARGS_WIDTH))
+    if len(text) > width:
+        text = text[: width - 2] + "…)"
     return text
 
 
@@ -140,6 +145,8 @@ class BuilderTree(Tree[str]):
         self._model_name = ""
         self.marked: str | None = None
         """Path of the node marked with `m` (to share it elsewhere)."""
+        self._label_width = 0
+        """Columns a row may use (0 before the first layout: arguments are not cut)."""
 
     # --- what is selected -----------------------------------------------------------------
     @property
@@ -377,7 +384,8 @@ class BuilderTree(Tree[str]):
                 target = self._paths.get(node.ref, "?")
                 text.append(f"⇄ shares {target}", style="magenta")
             else:
-                text.append(_call_text(node), style="cyan")
+                text.append(_call_text(node, self._args_room(path, text.cell_len)),
+                            style="cyan")
             if node.frozen:
                 text.append("  ❄ frozen", style="blue")
         if path == self.marked:
@@ -397,6 +405,28 @@ class BuilderTree(Tree[str]):
             text.stylize("bold red")
             text.append(f"  ✗ {message}", style="bold red")
         return text
+
+    def _args_room(self, path: str, used: int) -> int:
+        """Columns left for a row's arguments once its indent, name, shape and count are
+        drawn (the arguments give way first on a narrow screen)."""
+        width = self._label_width
+        if width <= 0:
+            return LABEL_ARGS_WIDTH
+        depth = path.count(".") + 1 if path else 0
+        info = self._shapes.get(path)
+        tail = 0
+        if info is not None:
+            tail += len(f"  → {info.shape}") if info.shape else 0
+            tail += len(f"  {info.params:,}") if info.params else 0
+        return width - self.guide_depth * depth - 2 - used - tail
+
+    def on_resize(self) -> None:
+        """Relabel for the new width: rows cut their arguments to keep shape and count."""
+        width = self.scrollable_content_region.width
+        if width != self._label_width:
+            self._label_width = width
+            set_labels(self, [change for key in list(self._handles)
+                              if (change := self._label_change(key)) is not None])
 
     def relabel_path(self, path: str | None) -> None:
         if path is None:
