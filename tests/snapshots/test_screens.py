@@ -107,3 +107,32 @@ def test_lesson_pane(snap_compare) -> None:
 
     app = make_app("mlp", lesson="001", lesson_step=6)
     assert snap_compare(app, terminal_size=(120, 40), run_before=walk)
+
+
+def test_main_screen_at_160x48(snap_compare) -> None:
+    """Wide: the palette's list beside the model and the inspector."""
+    assert snap_compare(_app("lenet"), terminal_size=(160, 48), run_before=_ready)
+
+
+def test_inspector_in_the_models_place_at_80x24(snap_compare) -> None:
+    async def show_inspector(pilot: Pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("v")
+        await _ready(pilot)
+
+    assert snap_compare(_app("lenet"), terminal_size=(80, 24), run_before=show_inspector)
+
+
+def test_unsaved_changes_dialog_at_80x24(snap_compare) -> None:
+    """A dialog's own keys in its footer (s, d, esc), cancel focused."""
+    async def ask(pilot: Pilot) -> None:
+        await _ready(pilot)
+        app = pilot.app
+        assert isinstance(app, TuilabApp)
+        app.builder.select_path("1")
+        await pilot.press("d")
+        await _ready(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+
+    assert snap_compare(_app("mlp"), terminal_size=(80, 24), run_before=ask)
