@@ -90,3 +90,20 @@ async def test_at_160_columns_the_palette_list_stays_beside_the_model() -> None:
         await settle(pilot)
         assert app.palette.options.region.height > 10
         assert app.palette.region.x == 0 and app.builder.region.x > app.palette.region.right - 1
+
+
+def test_a_label_drawn_while_torch_is_still_importing_does_not_import_from_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model relabels as the window lays out, while the loading thread may be inside
+    `import torch`: importing from the half-made module there broke the load ("partially
+    initialized module 'torch.nn.parameter'"). Until the import is done, the palette's
+    defaults stand in."""
+    import torch
+
+    from tuilab.core.catalog import get_block, torch_loaded
+
+    assert torch_loaded()
+    monkeypatch.setattr(torch.__spec__, "_initializing", True)
+    assert not torch_loaded()
+    assert get_block("Linear").call_code({"in_features": 20, "out_features": 256}) == (
+        "nn.Linear(20, 256)")

@@ -96,3 +96,17 @@ def file_digest(path: Path) -> str | None:
 
 def folder_listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def queue_key(app: Any, key: str) -> None:
+    """Put a real key event in the app's queue, as the terminal driver does, and return at
+    once (no wait for the app to handle it): keys queued this way arrive as fast as a user
+    hammering them, or a terminal replaying buffered input."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    if len(key) == 1 and not key.isalnum():
+        key = _character_to_key(key)
+    event = events.Key(key, key if len(key) == 1 else None)
+    event.set_sender(app)
+    app._driver.send_message(event)

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hardening_helpers import lab_of
-from textual import events
-from textual.keys import _character_to_key
+from hardening_helpers import lab_of, queue_key
 from textual.pilot import Pilot
 
 from tuilab.app.app import MainScreen, make_app
@@ -25,13 +23,8 @@ SIZE = (100, 32)
 async def burst(pilot: Pilot[Any], *keys: str) -> None:
     """Queue every key at once, then let the app catch up: no frame, no idle wait between
     them (unlike `pilot.press`, which waits for the app to go idle after each key)."""
-    app = pilot.app
     for key in keys:
-        if len(key) == 1 and not key.isalnum():
-            key = _character_to_key(key)
-        event = events.Key(key, key if len(key) == 1 else None)
-        event.set_sender(app)
-        app._driver.send_message(event)
+        queue_key(pilot.app, key)
     await pilot.pause()
     await pilot.pause()
 

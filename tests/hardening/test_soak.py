@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import torch
-from hardening_helpers import lab_of
+from hardening_helpers import lab_of, queue_key
 from textual.pilot import Pilot
 
 from tuilab.app.app import MainScreen, TuilabApp, make_app
@@ -38,15 +38,7 @@ async def _press(pilot: Pilot[Any], key: str) -> None:
     until the screen has handled it, not until the whole process is idle: Pilot's idle wait
     also waits out the shape summary each edit starts, which would make 1,000 presses cost
     minutes. Dialogs are still answered with `pilot.press`."""
-    from textual import events
-    from textual.keys import _character_to_key
-
-    app = pilot.app
-    if len(key) == 1 and not key.isalnum():
-        key = _character_to_key(key)
-    event = events.Key(key, key if len(key) == 1 else None)
-    event.set_sender(app)
-    app._driver.send_message(event)
+    queue_key(pilot.app, key)
     await pilot._wait_for_screen()
 
 

@@ -142,7 +142,7 @@ class BlockDef:
         """
         # Before PyTorch has loaded (the app's first frame) the palette's defaults stand in;
         # the builder relabels once the model is built.
-        class_defaults = (_class_defaults(self.target) if "torch" in sys.modules
+        class_defaults = (_class_defaults(self.target) if torch_loaded()
                           else self.defaults())
         parts = []
         for index, arg in enumerate(self.args):
@@ -153,6 +153,16 @@ class BlockDef:
                 parts.append(f"{arg.name}={arg.python(value)}")
         parts.extend(f"{key}={value!r}" for key, value in self.fixed.items())
         return f"{self.code_name}({', '.join(parts)})"
+
+
+def torch_loaded() -> bool:
+    """PyTorch is imported *and done importing*. While a loading thread is still inside
+    `import torch`, the module is already in sys.modules; importing from it on another thread
+    (a label drawn as the window resizes) then fails with "partially initialized module
+    'torch.nn.parameter'" and the load fails with it."""
+    module = sys.modules.get("torch")
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)
 
 
 @cache
