@@ -95,7 +95,7 @@ async def test_leaving_the_path_and_coming_back_restores_the_step() -> None:
         lesson_lab = app.lab
         await pilot.press("l")  # load another preset: off the lesson's path
         await pilot.pause()
-        await pilot.press("enter")
+        await pilot.press("down", "enter")  # enter alone keeps the open model
         for _ in range(200):
             await pilot.pause(0.05)
             if app.lab is not lesson_lab:
