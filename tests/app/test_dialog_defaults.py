@@ -47,7 +47,11 @@ async def test_enter_on_the_restore_offer_restores(_private_data_dir: Path) -> N
     _lost_session(_private_data_dir)
     app = make_app("mlp", offer_restore=True)
     async with app.run_test(size=SIZE) as pilot:
-        assert isinstance(await dialog(pilot), ConfirmScreen)
+        screen = await dialog(pilot)
+        assert isinstance(screen, ConfirmScreen)
+        footer = [(getattr(k, "key", ""), getattr(k, "description", ""))
+                  for k in screen.query("FooterKey")]
+        assert footer == [("escape", "Cancel"), ("y", "Restore"), ("n", "Discard it")]
         await pilot.press("enter")
         await until(pilot, lambda: app.lab is not None, "the lab", 60)
         assert app.lab is not None and app.lab.name == "lenet" and app.lab.dirty

@@ -86,7 +86,7 @@ class ConfirmScreen(Dialog[bool]):
     no, unless yes is the answer that keeps the work (restoring an autosave)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "answer(False)", "Cancel"),
+        Binding("escape", "cancel", "Cancel"),
         Binding("y", "answer(True)", "Yes"),
         Binding("n", "answer(False)", "No"),
     ]
@@ -101,8 +101,8 @@ class ConfirmScreen(Dialog[bool]):
         self.no = no
         self.default = default
         # the footer names the answers as the buttons do ("y Restore  n Discard it")
-        self._bindings.bind("y", "answer(True)", yes)
-        self._bindings.bind("n", "answer(False)", no)
+        self._bindings.key_to_bindings["y"] = [Binding("y", "answer(True)", yes)]
+        self._bindings.key_to_bindings["n"] = [Binding("n", "answer(False)", no)]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -117,6 +117,10 @@ class ConfirmScreen(Dialog[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+    def action_cancel(self) -> None:
+        """Escape: no (its own action, so the footer shows esc beside n)."""
+        self.dismiss(False)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
