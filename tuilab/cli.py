@@ -112,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_command(options: argparse.Namespace) -> int:
     from rich.console import Console
 
-    console = Console()
-    errors = Console(stderr=True)
+    # Only the bench's own report uses markup; the other commands print what users and models
+    # wrote (a model named "[/bold]"), which must never be read as markup.
+    markup = options.command == "bench"
+    console = Console(markup=markup)
+    errors = Console(stderr=True, markup=markup)
     if options.command == "presets":
         from tuilab.cli_commands import cmd_presets
 

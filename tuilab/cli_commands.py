@@ -36,9 +36,20 @@ EXIT_BAD_INPUT = 2
 
 def fail(console: Console, err_console: Console | None, message: str,
          code: int = EXIT_BAD_INPUT) -> int:
-    """Print one error line (to ``err_console`` when given) and return the exit code."""
-    (err_console or console).print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    """Print one error line (to ``err_console`` when given) and return the exit code.
+
+    The message may quote what the user typed or a file holds: control characters are shown
+    escaped, never sent to the terminal."""
+    (err_console or console).print(plain(f"error: {message}", style="bold red"), soft_wrap=True)
     return code
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Text for the terminal from anything a user or a model wrote: never parsed as markup,
+    its control characters shown as escapes (``\\x1b``) rather than obeyed."""
+    from tuilab.core.safe_text import printable
+
+    return Text(printable(text, lines=True), style=style)
 
 
 def _print_json(console: Console, data: Any) -> None:
@@ -159,7 +170,7 @@ def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = 
     """The rich table: path indented by depth, type, output shape, params, MACs, saved
     activations (with a plan); then the totals and the memory plan."""
     failing = summary.error.path if summary.error is not None else None
-    table = Table(title=f"{summary.name} · input {_shape(summary.input_shape)}",
+    table = Table(title=plain(f"{summary.name} · input {_shape(summary.input_shape)}"),
                   title_justify="left", show_lines=False)
     table.add_column("layer", no_wrap=True)
     table.add_column("type", style="cyan", no_wrap=True)
@@ -180,7 +191,7 @@ def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = 
         calls = f" ×{layer.calls}" if layer.calls > 1 else ""
         style = "bold red" if layer.path == failing else ("dim" if layer.output_shape is None
                                                           else "")
-        cells = [Text(label), Text(layer.type + calls), Text(shape), Text(params),
+        cells = [plain(label), plain(layer.type + calls), Text(shape), Text(params),
                  Text(_human(layer.macs) if layer.macs else "–")]
         if saved is not None:
             nbytes = saved.get(layer.path, 0)
@@ -206,7 +217,7 @@ def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = 
         console.print(Text(line))
     if summary.error is not None:
         where = summary.error.path or "(model)"
-        console.print(Text(f"error at {where}: {summary.error.message}", style="bold red"),
+        console.print(plain(f"error at {where}: {summary.error.message}", style="bold red"),
                       soft_wrap=True)
         if summary.error.hint:
             console.print(Text(f"hint: {summary.error.hint}", style="yellow"), soft_wrap=True)

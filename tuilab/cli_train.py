@@ -42,6 +42,42 @@ def _memory_budget(device: str) -> int:
         return 8 * 2**30
 
 
+def _training_bytes(model: Any) -> tuple[int, int]:
+    """(parameters, bytes a run needs): each parameter with its gradient and Adam's moments,
+    each buffer once (BatchNorm's statistics hold memory without being parameters); a lazy
+    module's parameters have no size until its first forward and count as nothing here."""
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    params = {id(p): p for p in model.parameters()
+              if not isinstance(p, UninitializedTensorMixin)}
+    buffers = {id(b): b for b in model.buffers() if not isinstance(b, UninitializedTensorMixin)}
+    count = sum(p.numel() for p in params.values())
+    return count, count * _BYTES_PER_PARAM + sum(b.numel() * b.element_size()
+                                                 for b in buffers.values())
+
+
+def _materialise_lazy(model: Any, spec: Any) -> None:
+    """Give a Lazy module's parameters their shapes with one forward pass in eval mode (no
+    statistics change): the teacher task copies the model and the optimizer takes its
+    parameters, and neither works on an uninitialised parameter."""
+    import torch
+    from torch.nn.parameter import is_lazy
+
+    from tuilab.core.shapes import make_input
+
+    if not any(is_lazy(t) for t in (*model.parameters(), *model.buffers())):
+        return
+    x = make_input(spec.input_shape, takes_tokens=spec.takes_tokens,
+                   vocab_size=spec.vocab_size, device="cpu", dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+
+
 def _check_save_path(path: str) -> str | None:
     """Why ``path`` cannot take the weights, found before the run rather than after it."""
     target = Path(path)
@@ -70,6 +106,10 @@ def _plot(console: Console, steps: list[int], losses: list[float], val_steps: li
           val_losses: list[float]) -> None:
     import plotext as plt
 
+    # A diverging run's last losses are inf or NaN: plotext cannot scale an axis to them
+    # ("cannot convert float NaN to integer"), and the error line below says what happened.
+    steps, losses = _finite(steps, losses)
+    val_steps, val_losses = _finite(val_steps, val_losses)
     if not losses:
         return
     plt.clear_figure()
@@ -86,6 +126,12 @@ def _plot(console: Console, steps: list[int], losses: list[float], val_steps: li
     plt.xlabel("step")
     console.print(Text.from_ansi(plt.build()))
     plt.clear_figure()
+
+
+def _finite(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:
+    """The points whose value is a finite number."""
+    kept = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+    return [s for s, _ in kept], [v for _, v in kept]
 
 
 def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str | None,
@@ -137,16 +183,16 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     # A model whose training state cannot fit is refused before a single byte is allocated.
     try:
         meta = build(spec, device="meta")
-        count = sum(p.numel() for p in meta.parameters())
+        count, needed = _training_bytes(meta)
         del meta
     except Exception as err:
         return fail(console, err_console, f"{spec.name}: the model cannot be built: {err}")
     budget = _memory_budget(config.device)
-    if count * _BYTES_PER_PARAM > budget:
+    if needed > budget:
         return fail(
             console, err_console,
             f"{spec.name} has {count / 1e6:,.0f} M parameters: training needs about "
-            f"{count * _BYTES_PER_PARAM / 2**30:.1f} GiB, more than the "
+            f"{needed / 2**30:.1f} GiB, more than the "
             f"{budget / 2**30:.1f} GiB tuilab allows on {config.device}",
         )
 
@@ -155,6 +201,12 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         model = build(spec)
     except Exception as err:
         return fail(console, err_console, f"{spec.name}: the model cannot be built: {err}")
+    try:
+        _materialise_lazy(model, spec)
+    except Exception as err:
+        return fail(console, err_console,
+                    f"{spec.name}: the first forward pass, which gives its lazy modules their "
+                    f"shapes, failed: {err}")
     if load_weights:
         try:
             load_weights_file(model, load_weights)

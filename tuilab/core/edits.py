@@ -20,6 +20,7 @@ from tuilab.core.spec import (
     POSITIONAL_CONTAINERS,
     ModelSpec,
     Node,
+    check_model_name,
     check_name,
     check_tree,
     find,
@@ -318,6 +319,7 @@ class SpecEditor:
 
     def rename(self, path: str, new_name: str) -> EditResult:
         if path == "":
+            check_model_name(new_name, where="model")
             return self._commit(replace(self._spec, name=new_name), f"rename model to {new_name}",
                                 f"# model name: {new_name}", "")
         check_name(new_name, where=path)
@@ -407,6 +409,11 @@ def _not_root(path: str, verb: str) -> None:
                         where="(root)")
 
 
+# The largest input tuilab makes: 1 GiB as float32, 2 GiB as float64 (a forward's activations
+# are several times that). `107374182,20` would otherwise try 8 GB on forward, 17 GB in float64.
+MAX_INPUT_ELEMENTS = 2**28
+
+
 def check_input_shape(shape: Any) -> tuple[int, ...]:
     """A batch-first input shape: 1 to 6 positive integers."""
     if isinstance(shape, str):
@@ -422,9 +429,11 @@ def check_input_shape(shape: Any) -> tuple[int, ...]:
             f"input shape {shape!r} must be 1 to 6 positive integers, batch first (e.g. 1,1,32,32)",
             where="input_shape",
         )
-    if _product(shape) > 2**31:
-        raise EditError(f"input shape {tuple(shape)} has more than 2³¹ elements",
-                        where="input_shape")
+    if _product(shape) > MAX_INPUT_ELEMENTS:
+        raise EditError(
+            f"input shape {tuple(shape)} has {_product(shape):,} elements, more than the "
+            f"{MAX_INPUT_ELEMENTS:,} (1 GiB as float32) tuilab makes an input of; it is refused "
+            f"before anything is allocated", where="input_shape")
     return tuple(shape)
 
 

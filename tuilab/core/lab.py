@@ -271,7 +271,7 @@ class Lab:
 
     def too_large_message(self) -> str:
         gb = self.too_large_bytes / 2**30
-        return (f"{self.name} needs {gb:.1f} GiB for its parameters alone, more than tuilab "
+        return (f"{self.name} needs {gb:.1f} GiB for its parameters and buffers, more than tuilab "
                 f"materialises ({MATERIALISE_LIMIT_BYTES / 2**30:.0f} GiB): it lives on the "
                 "meta device, to inspect and summarise without allocating it")
 
@@ -390,7 +390,7 @@ class Lab:
         if total > MATERIALISE_LIMIT_BYTES:
             raise ModeError(
                 f"this edit would make {self.name} need {total / 2**30:.1f} GiB for its "
-                f"parameters alone, more than tuilab materialises "
+                f"parameters and buffers, more than tuilab materialises "
                 f"({MATERIALISE_LIMIT_BYTES / 2**30:.0f} GiB); the model was left as it was",
                 where=next((p for p, n in walk(spec.root) if n.id == fresh[0].id), "") or "(root)")
 
@@ -1089,18 +1089,19 @@ def _failing_module(model: nn.Module, x: torch.Tensor) -> str | None:
 
 
 def param_bytes(model: nn.Module) -> int:
-    """Bytes of the model's parameters, tied ones counted once; a lazy module's parameters
-    that have no shape yet count as nothing."""
+    """Bytes of the model's parameters *and buffers* (BatchNorm1d(10**9, affine=False) has no
+    parameter but 8 GB of running statistics), tied ones counted once; a lazy module's
+    tensors that have no shape yet count as nothing."""
     from torch.nn.parameter import UninitializedTensorMixin
 
-    seen: dict[int, Any] = {id(p): p for p in model.parameters()}
-    return sum(p.numel() * p.element_size() for p in seen.values()
-               if not isinstance(p, UninitializedTensorMixin))
+    seen: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return sum(t.numel() * t.element_size() for t in seen.values()
+               if not isinstance(t, UninitializedTensorMixin))
 
 
 def node_param_bytes(node: Node, dtype: torch.dtype | None = None) -> int:
-    """Bytes of one node's own parameters (a container's children not included), found by
-    constructing it on the meta device: nothing is allocated."""
+    """Bytes of one node's own parameters and buffers (a container's children not included),
+    found by constructing it on the meta device: nothing is allocated."""
     import torch
     from torch.nn.parameter import UninitializedTensorMixin
 
@@ -1111,8 +1112,8 @@ def node_param_bytes(node: Node, dtype: torch.dtype | None = None) -> int:
                       else definition.make(node.args))
     except Exception:
         return 0  # the builder reports the constructor's refusal, naming the node
-    params = (module._parameters.values() if definition.is_container
-              else module.parameters())
+    params = ((*module._parameters.values(), *module._buffers.values())
+              if definition.is_container else (*module.parameters(), *module.buffers()))
     size = torch.empty((), dtype=dtype).element_size() if dtype is not None else None
     return sum(p.numel() * (size or p.element_size()) for p in params
                if p is not None and not isinstance(p, UninitializedTensorMixin))

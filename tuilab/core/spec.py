@@ -20,6 +20,7 @@ from typing import Any
 
 from tuilab.core.catalog import BlockDef, get_block
 from tuilab.core.errors import ArgumentError, EditError
+from tuilab.core.safe_text import check_printable
 
 _ids = itertools.count(1)
 
@@ -204,6 +205,16 @@ def check_name(name: str, *, where: str) -> None:
         )
     if len(name) > 64:
         raise EditError(f"name {name[:20]!r}… is longer than 64 characters", where=where)
+    check_printable(name, what="name", where=where)
+
+
+def check_model_name(name: str, *, where: str) -> None:
+    """A model's name is shown in the header, the CLI and file names: plain, one line."""
+    if not isinstance(name, str) or not name.strip():
+        raise EditError("the model needs a non-empty name", where=where)
+    if len(name) > 128:
+        raise EditError(f"name {name[:20]!r}… is longer than 128 characters", where=where)
+    check_printable(name, what="model name", where=where)
 
 
 def make_node(block: str, name: str, args: Mapping[str, Any] | None = None,

@@ -145,18 +145,22 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     tensors, aliases = _prepare_for_safetensors(model.state_dict(), path)
     metadata = {"format": "pt", **aliases}
 
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        # mkstemp inside the try: a read-only folder fails here, and says so in one line.
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb+") as handle:  # the bytes reach the disk before the rename
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, (OSError, RuntimeError, ValueError)):
-            raise WeightsError(f"{path}: could not be written: {err}") from err
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, Exception):  # OSError, and safetensors' own SafetensorError
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise WeightsError(f"{path}: could not be written: {reason}") from err
         raise
 
 

@@ -31,8 +31,18 @@ import tomli_w
 from tuilab.core.catalog import CATALOG, get_block, similar_blocks
 from tuilab.core.edits import check_input_shape
 from tuilab.core.errors import ArgumentError, EditError, SpecFileError
+from tuilab.core.files import read_regular_file
 from tuilab.core.paths import presets_dir
-from tuilab.core.spec import ModelSpec, Node, check_tree, new_id, path_of, walk
+from tuilab.core.safe_text import check_printable
+from tuilab.core.spec import (
+    ModelSpec,
+    Node,
+    check_model_name,
+    check_tree,
+    new_id,
+    path_of,
+    walk,
+)
 
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -74,25 +84,15 @@ def parse_toml(text: str, *, source: str) -> dict[str, Any]:
 
 
 def read_file_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise SpecFileError("no such file", where=str(path)) from None
-    except OSError as error:
-        raise SpecFileError(f"cannot read it: {error.strerror}", where=str(path)) from None
+    """A workspace's text: a regular file up to MAX_FILE_BYTES (never /dev/zero or a FIFO),
+    UTF-8 with or without a byte-order mark (Windows editors write one)."""
     if path.is_dir():
         raise SpecFileError("is a folder, not a .toml file", where=str(path))
-    if size > MAX_FILE_BYTES:
-        raise SpecFileError(
-            f"is {size / 1e6:.1f} MB; tuilab reads model files up to {MAX_FILE_BYTES // 2**20} MB",
-            where=str(path),
-        )
+    data = read_regular_file(path, limit=MAX_FILE_BYTES)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SpecFileError("is not UTF-8 text (is it a TOML file?)", where=str(path)) from None
-    except OSError as error:
-        raise SpecFileError(f"cannot read it: {error.strerror}", where=str(path)) from None
 
 
 def spec_from_data(data: Mapping[str, Any], *, source: str) -> ModelSpec:
@@ -102,6 +102,12 @@ def spec_from_data(data: Mapping[str, Any], *, source: str) -> ModelSpec:
     name = _string(model, "name", f"{source}: model", default="model")
     description = _string(model, "description", f"{source}: model", default="")
     task = _string(model, "task", f"{source}: model", default="teacher")
+    try:
+        check_model_name(name, where=f"{source}: model.name")
+        check_printable(description, what="description", where=f"{source}: model.description",
+                        lines=True)
+    except EditError as error:
+        raise SpecFileError(error.message, where=error.where) from None
     try:
         input_shape = check_input_shape(model.get("input_shape"))
     except EditError as error:

@@ -25,6 +25,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from tuilab.app.widgets.tree_labels import set_labels
+from tuilab.core.safe_text import printable
 from tuilab.core.spec import ModelSpec, Node, join
 
 if TYPE_CHECKING:
@@ -371,14 +372,14 @@ class BuilderTree(Tree[str]):
         if self._rows is not None:
             row = self._rows.get(path)
             name = path.rpartition(".")[2] or "(model)"
-            text.append(name, style="bold")
+            text.append(printable(name), style="bold")
             text.append("  ")
             text.append(row.cls if row is not None else "?", style="cyan")
         else:
             node = self._spec_nodes.get(key)
             if node is None:
                 return text
-            text.append(node.name or self._model_name or "(model)", style="bold")
+            text.append(printable(node.name or self._model_name or "(model)"), style="bold")
             text.append("  ")
             if node.ref is not None:
                 target = self._paths.get(node.ref, "?")

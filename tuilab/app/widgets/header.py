@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tuilab.core.safe_text import printable
 from tuilab.core.units import size_text
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class LabHeader(Widget):
             return line
         snap = lab.snapshot
         line.append("• " if lab.dirty else "  ", style="bold yellow")
-        line.append(lab.name, style="bold")
+        line.append(printable(lab.name), style="bold")
         if not lab.editable:
             line.append(" (your module)", style="dim")
         sep = (" │ ", "dim")

@@ -31,6 +31,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.tree import TreeNode
 
 from tuilab.app.widgets.tree_labels import set_labels
+from tuilab.core.safe_text import printable
 
 if TYPE_CHECKING:
     from tuilab.core.introspect import ModuleRow, Snapshot, TensorRow
@@ -74,7 +75,7 @@ def module_label(row: ModuleRow, style: Any = None) -> Text:
     """`name  Class  training=…  params  hooks  ⇄ shared with …`, highlighted with `style`."""
     name = row.path.rpartition(".")[2] or "(model)"
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(name, style="bold")
+    text.append(printable(name), style="bold")  # a user module may name it anything
     text.append("  ")
     text.append(row.cls, style="cyan")
     text.append("  ")
