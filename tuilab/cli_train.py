@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, fields, replace
@@ -36,10 +35,9 @@ def _memory_budget(device: str) -> int:
 
     if device.startswith("cuda"):
         return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
+    from tuilab.core.files import memory_budget
+
+    return memory_budget()
 
 
 def _training_bytes(model: Any) -> tuple[int, int]:

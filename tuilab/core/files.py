@@ -22,7 +22,16 @@ from pathlib import Path
 from tuilab.core.errors import SpecFileError
 from tuilab.core.units import size_text
 
-__all__ = ["check_torch_archive", "read_regular_file", "regular_file"]
+__all__ = ["check_torch_archive", "memory_budget", "read_regular_file", "regular_file"]
+
+
+def memory_budget() -> int:
+    """The most bytes a file may make tuilab hold: half the machine's memory (8 GiB when the
+    system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 def _kind(mode: int) -> str:
@@ -46,8 +55,8 @@ def _refuse_special(path: Path, mode: int) -> None:
 def _refuse_large(path: Path, size: int, limit: int) -> None:
     if size > limit:
         raise SpecFileError(
-            f"is {size_text(size)}; tuilab reads files of this kind up to {size_text(limit)}",
-            where=str(path))
+            f"is {size:,} bytes ({size_text(size, digits=2)}); tuilab reads files of this kind "
+            f"up to {size_text(limit, digits=0)}", where=str(path))
 
 
 def regular_file(path: str | Path, *, limit: int) -> int:

@@ -1000,12 +1000,17 @@ def _read_npz(path: Path) -> tuple[Tensor, Tensor]:
 
 
 def _read_pt(path: Path) -> tuple[Tensor, Tensor]:
+    from tuilab.core.errors import SpecFileError
+    from tuilab.core.weights import torch_load_checked, unpickling_reason
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load_checked(path)
+    except SpecFileError as err:
+        raise ValueError(str(err)) from err
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path}: tuilab loads .pt files with weights_only=True and refuses to run code "
-            f"from them; this file needs more than tensors: {str(err).splitlines()[0]}"
+            f"from them; this file needs more than tensors: {unpickling_reason(err)}"
         ) from err
     except Exception as err:
         raise ValueError(f"{path}: not a readable .pt file (truncated or corrupt?): {err}") from err

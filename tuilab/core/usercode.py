@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuilab.core.errors import SpecFileError
+from tuilab.core.files import read_regular_file
 
 if TYPE_CHECKING:
     from torch import nn
 
     from tuilab.core.lab import Lab
+
+#: A Python file larger than this is not a model definition tuilab will hash and import.
+MAX_SOURCE_BYTES = 16 * 2**20
 
 __all__ = ["describe", "guess_input", "is_user_code_arg", "load_user_module", "module_lab",
            "split_arg"]
@@ -51,12 +55,9 @@ def split_arg(text: str) -> tuple[Path, str]:
 def describe(path: str | Path) -> tuple[Path, str]:
     """The absolute path and SHA-256 of the file, shown to the user before it is imported."""
     target = Path(path).expanduser()
-    if not target.is_file():
-        raise SpecFileError("no such file", where=str(path))
-    try:
-        digest = hashlib.sha256(target.read_bytes()).hexdigest()
-    except OSError as error:
-        raise SpecFileError(f"cannot read it: {error.strerror or error}", where=str(path)) from None
+    if target.is_dir():
+        raise SpecFileError("is a folder, not a Python file", where=str(path))
+    digest = hashlib.sha256(read_regular_file(target, limit=MAX_SOURCE_BYTES)).hexdigest()
     return target.resolve(), digest
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.parameter import UninitializedTensorMixin
+
+from tuilab.core.errors import SpecFileError
+from tuilab.core.files import check_torch_archive, memory_budget, regular_file
 
 __all__ = [
     "SAFETENSORS_SUFFIX",
@@ -215,10 +219,10 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     (or ``'model_state_dict'``) is accepted. Anything else raises ``WeightsError``.
     """
     path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: no such file")
-    if not path.is_file():
-        raise WeightsError(f"{path}: not a file")
+    try:
+        regular_file(path, limit=memory_budget())  # never /dev/zero, a FIFO or a folder
+    except SpecFileError as err:
+        raise WeightsError(str(err)) from err
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(path)
@@ -245,17 +249,32 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
     return tensors
 
 
+def torch_load_checked(path: Path) -> object:
+    """``torch.load(path, weights_only=True)`` after the checks a hostile file needs.
+
+    The file must be a regular file (never /dev/zero or a FIFO) within the memory budget, and
+    a zip archive whose members are stored uncompressed: a 1 MB file inflating to 1 GiB is
+    refused from the archive's directory before anything is inflated. A zip archive is then
+    memory-mapped, so the caller can compare keys and shapes before any value is read.
+    Raises :class:`SpecFileError` for a refused file, ``pickle.UnpicklingError`` for a
+    pickle that needs more than tensors, and whatever torch raises for a damaged one.
+    """
+    zipped = check_torch_archive(path, limit=memory_budget())
+    # weights_only=True explicitly: torch then ignores TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+
+
 def _read_torch(path: Path) -> object:
     try:
-        # weights_only=True explicitly: torch then ignores TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_checked(path)
+    except SpecFileError as err:
+        raise WeightsError(str(err)) from err
     except pickle.UnpicklingError as err:
-        first = _unpickling_reason(err)
         raise WeightsError(
             f"{path}: holds more than tensors, and tuilab refuses to run code from it "
-            f"(it loads .pt files with weights_only=True only): {first}. If you trust the "
-            f"file, load it in Python yourself and save the model's state_dict as "
-            f"{SAFETENSORS_SUFFIX}."
+            f"(it loads .pt files with weights_only=True only): {unpickling_reason(err)}. If "
+            f"you trust the file, load it in Python yourself and save the model's state_dict "
+            f"as {SAFETENSORS_SUFFIX}."
         ) from err
     except Exception as err:  # zip/EOF/runtime errors from a damaged file
         raise WeightsError(
@@ -264,15 +283,26 @@ def _read_torch(path: Path) -> object:
         ) from err
 
 
-def _unpickling_reason(err: BaseException) -> str:
-    """What the safe unpickler refused ("unsupported GLOBAL posix.system ..."), without
-    torch's advice to re-run with weights_only=False (the unsafe load tuilab never does)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines[1:]:
-        if line.startswith(("Check the documentation", "Please file an issue")):
-            continue
-        return (line.removeprefix("WeightsUnpickler error:").strip() or line).rstrip(".")
-    return "it is not a plain dict of tensors" if lines else type(err).__name__
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def unpickling_reason(err: BaseException) -> str:
+    """What the safe unpickler refused, in our words: "it needs numpy.core…_reconstruct,
+    which is not a tensor type". Never torch's advice to re-run with weights_only=False
+    (the unsafe load tuilab never does) nor its terminal escapes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = _GLOBAL.search(text)
+    if found:
+        return (f"it needs the Python object {found.group(1)}, which is not one of the "
+                f"tensor types a weights file may hold")
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    if operand:
+        return (f"it uses an unsupported pickle instruction (operand {operand.group(1)}): a "
+                f"plain Python pickle, not a file torch.save wrote")
+    for line in (part.strip() for part in text.splitlines()):
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+    return "it is not a plain dict of tensors"
 
 
 def _as_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
