@@ -147,7 +147,7 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
     from tuilab.core.build import build
     from tuilab.core.errors import TuilabError
     from tuilab.core.runtime import change_mode
-    from tuilab.core.tasks import TASKS, make_task
+    from tuilab.core.tasks import TASKS, is_data_file, make_task
     from tuilab.core.threads import resolve_threads
     from tuilab.core.training import MetricsBatch, TrainConfig, check_config, train
     from tuilab.core.weights import WeightsError
@@ -161,9 +161,10 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         return fail(console, err_console, str(err))
     spec = workspace.spec
     task_name = task or str(workspace.training.get("task") or spec.task)
-    if task_name not in TASKS:
+    if task_name not in TASKS and not is_data_file(task_name):
         return fail(console, err_console,
-                    f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)}")
+                    f"unknown task {task_name!r}; choose one of: {', '.join(TASKS)} (or a "
+                    f".csv/.npz/.pt data file)")
     settings = _settings(task_name, workspace.training, {
         "steps": steps, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
         "device": device, "dtype": dtype, "seed": seed, "threads": threads,
@@ -211,8 +212,11 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
         except WeightsError as err:
             return fail(console, err_console, str(err))
     try:
+        # A workspace's data file is found beside the workspace; one given with --task, from
+        # where the command runs.
+        base = Path(spec_arg).parent if task is None and spec_arg.endswith(".toml") else None
         data = make_task(task_name, input_shape=tuple(spec.input_shape[1:]),
-                         vocab_size=spec.vocab_size, model=model, seed=seed)
+                         vocab_size=spec.vocab_size, model=model, seed=seed, base=base)
     except ValueError as err:
         return fail(console, err_console, str(err))
     if (task_name == "teacher" and data.y_train.dim() == 1 and batch_size is None

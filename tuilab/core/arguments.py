@@ -14,6 +14,10 @@ from typing import Any
 
 from tuilab.core.errors import ArgumentError
 
+# Larger than any real layer size, and well inside int64: a bigger value would reach torch's C++
+# argument parser and come back as a 40-line backtrace.
+MAX_INT = 2**40
+
 ARG_KINDS = ("int", "float", "bool", "choice", "size", "ints", "str")
 
 
@@ -79,7 +83,9 @@ class Arg:
         """Turn `value` (a form string or a TOML value) into this argument's Python value."""
         try:
             return self._coerce(value)
-        except ArgumentError:
+        except ArgumentError as error:
+            if where and not error.where:
+                error.where = where
             raise
         except (TypeError, ValueError, OverflowError):
             raise self._refuse(value, where) from None
@@ -154,6 +160,10 @@ class Arg:
         return number
 
     def _bounded(self, number: Any) -> Any:
+        if isinstance(number, int) and abs(number) > MAX_INT:
+            raise ArgumentError(
+                f"argument '{self.name}' = {number} is too large: block arguments are integers "
+                f"up to {MAX_INT:,} (2⁴⁰); PyTorch would fail on it in C++")
         if self.minimum is not None and number < self.minimum:
             raise ValueError(number)
         if self.maximum is not None and number > self.maximum:

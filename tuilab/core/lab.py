@@ -778,7 +778,8 @@ class Lab:
         name = task or self.default_task
         with untracked():  # a task seeds the global generator: the log's seeds must not move
             return make_task(name, input_shape=self.input_shape[1:], vocab_size=self.vocab_size,
-                             model=self.model, seed=seed, samples=samples)
+                             model=self.model, seed=seed, samples=samples,
+                             base=self.path.parent if self.path is not None else None)
 
     # --- hooks ----------------------------------------------------------------------------
     @property

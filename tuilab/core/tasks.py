@@ -48,6 +48,7 @@ __all__ = [
     "TASKS",
     "TaskData",
     "TaskInfo",
+    "is_data_file",
     "list_tasks",
     "load_user_data",
     "make_task",
@@ -160,8 +161,13 @@ def make_task(
     vocab_size: int | None = None,
     num_classes: int | None = None,
     model: nn.Module | None = None,
+    base: Path | None = None,
 ) -> TaskData:
     """Build the task ``name``: the same arguments always give the same tensors.
+
+    A name ending in ``.csv``, ``.npz`` or ``.pt`` is the user's own data file (a workspace's
+    ``task = "data.csv"``): it goes to :func:`load_user_data`, a relative path taken from
+    ``base`` (the workspace's folder) when given.
 
     ``samples`` is the total before the split; ``None`` lets the task choose (1,024 for the
     synthetic tasks, all 1,797 images for ``digits``, fewer where a sample is big so the
@@ -169,8 +175,14 @@ def make_task(
     ``MAX_TASK_BYTES`` is refused. ``val_fraction`` of the samples (rounded) go to validation;
     both parts hold at least one sample.
     """
+    if is_data_file(name):
+        path = Path(name).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return load_user_data(path, val_fraction=val_fraction, seed=seed)
     if not isinstance(name, str) or name not in _BUILDERS:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)} (or a "
+                         f".csv/.npz/.pt data file)")
     opts = _Options(
         name=name,
         input_shape=_check_shape(input_shape, name),
@@ -183,6 +195,14 @@ def make_task(
         model=model,
     )
     return _BUILDERS[name](opts)
+
+
+USER_DATA_SUFFIXES = (".csv", ".npz", ".pt")
+
+
+def is_data_file(task: object) -> bool:
+    """True for a task that names the user's own data file rather than a built-in task."""
+    return isinstance(task, str) and task.lower().endswith(USER_DATA_SUFFIXES)
 
 
 @dataclass(frozen=True)
