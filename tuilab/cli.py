@@ -12,11 +12,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuilab import __version__
 
 SUBCOMMANDS = ("presets", "summary", "export", "train", "bench", "forward", "lessons", "lesson")
+
+
+# Shown in `tuilab train --help` (cli.py loads no torch to print help; a test holds these to
+# core.tasks.TASKS and core.runtime.DTYPES).
+TASK_NAMES = ("teacher", "spirals", "moons", "circles", "xor", "blobs", "sine", "sine_seq",
+              "tokens", "digits")
+DTYPE_CHOICES = ("float32", "float16", "bfloat16", "float64")
+MAX_STEPS = 10_000_000
+MAX_BATCH = 1_048_576
+_JSON_HELP = "print one JSON document on stdout instead of tables (default: off)"
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``, so a huge number is refused by
+    the argument check (exit 2) rather than deep inside PyTorch."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low} to {high:,}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
 
 
 def _app_parser() -> argparse.ArgumentParser:
@@ -29,7 +56,8 @@ def _app_parser() -> argparse.ArgumentParser:
         "spec", nargs="?", default="mlp",
         help="preset name, workspace .toml, or path/to/file.py:NAME (default: mlp)",
     )
-    parser.add_argument("--input-shape", help="input shape with batch, e.g. 1,1,32,32")
+    parser.add_argument("--input-shape", help="input shape with batch, e.g. 1,1,32,32 "
+                        "(default: the model's own)")
     parser.add_argument("--version", action="version", version=f"tuilab {__version__}")
     return parser
 
@@ -37,9 +65,10 @@ def _app_parser() -> argparse.ArgumentParser:
 def _command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuilab")
     sub = parser.add_subparsers(dest="command", required=True)
+    spec_help = "a preset name (tuilab presets lists them) or a workspace .toml file"
 
     presets = sub.add_parser("presets", help="list the preset models")
-    presets.add_argument("--json", action="store_true")
+    presets.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     summary = sub.add_parser(
         "summary", help="layer table: output shapes, parameters, MACs, memory plan",
@@ -51,39 +80,62 @@ def _command_parser() -> argparse.ArgumentParser:
         "step (forward, loss, backward, optimizer step) on meta and reports its peak.")
     summary.add_argument("spec", help="preset name, workspace .toml, or path/to/file.py:NAME "
                          "(naming a .py file imports it: its path and SHA-256 go to stderr)")
-    summary.add_argument("--input-shape", help="e.g. 1,1,32,32 (batch first)")
+    summary.add_argument("--input-shape", help="input shape, batch first, e.g. 1,1,32,32 "
+                         "(default: the model's own input_shape)")
     summary.add_argument("--optimizer", default="adam",
                          choices=("adam", "adamw", "sgd", "sgd-momentum"),
                          help="optimizer of the memory plan (default: adam)")
     summary.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
                          help="dtype of the memory plan (default: the model's)")
-    summary.add_argument("--json", action="store_true")
+    summary.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     export = sub.add_parser("export", help="standalone PyTorch source for a model")
-    export.add_argument("spec")
-    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.add_argument("spec", help=spec_help)
+    export.add_argument("-o", "--output", help="write to this file instead of stdout "
+                        "(default: stdout)")
     export.add_argument("--train", action="store_true",
                         help="a training script (model, task, settings, loop) for python or "
-                        "torchrun, instead of the model alone")
+                        "torchrun, instead of the model alone (default: the model alone)")
 
-    train = sub.add_parser("train", help="train a model on its task, headless")
-    train.add_argument("spec")
-    train.add_argument("--steps", type=int)
-    train.add_argument("--task")
-    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    train.add_argument("--lr", type=float)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--dtype", default="float32")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int,
+    train = sub.add_parser(
+        "train", help="train a model on its task, headless",
+        description="Train a model headless. Each setting comes from the command line, else "
+        "the workspace's [training] table, else the task's defaults (adam, lr 0.01, 300 "
+        "steps, batch 64 for most tasks).")
+    train.add_argument("spec", help=spec_help)
+    train.add_argument("--steps", type=bounded_int(1, MAX_STEPS),
+                       help=f"optimizer steps, 1 to {MAX_STEPS:,} (default: the task's, "
+                       "e.g. 300)")
+    train.add_argument("--task", help="what to learn: one of " + ", ".join(TASK_NAMES)
+                       + ", or a .csv/.npz/.pt data file (default: the model's own task)")
+    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
+                       help="sgd, adam or adamw (default: adam)")
+    train.add_argument("--lr", type=float, help="learning rate, a positive number "
+                       "(default: the task's, 0.01 or 0.003)")
+    train.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH),
+                       help=f"samples per step, 1 to {MAX_BATCH:,} (default: 64)")
+    train.add_argument("--device", default="cpu",
+                       help="cpu, cuda, cuda:N or mps, where available (default: cpu)")
+    train.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES,
+                       help="precision of the run: " + ", ".join(DTYPE_CHOICES)
+                       + " (default: float32)")
+    train.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0,
+                       help="random seed for the weights and the data (default: 0)")
+    train.add_argument("--threads", type=bounded_int(1, 1024),
                        help="torch's intra-op threads (default: 1 for a model whose step is "
                             "too small to split, else torch's default)")
-    train.add_argument("--load-weights")
-    train.add_argument("--save-weights")
-    train.add_argument("--json", action="store_true")
+    train.add_argument("--load-weights", metavar="FILE",
+                       help="start from these weights: .safetensors, or a .pt holding tensors "
+                       "only (default: fresh weights)")
+    train.add_argument("--save-weights", metavar="FILE",
+                       help="after the run, save the weights to this .safetensors file "
+                       "(default: not saved)")
+    train.add_argument("--json", action="store_true",
+                       help="print one JSON object with the losses on stdout instead of the "
+                       "progress bar and plot (default: off)")
     train.add_argument("--nproc", type=int,
-                       help="run the exported training script on N processes with torchrun")
+                       help="run the exported training script on N processes with torchrun "
+                       "(default: one process, in this one)")
 
     from tuilab.cli_forward import add_parser as add_forward
 
@@ -94,8 +146,9 @@ def _command_parser() -> argparse.ArgumentParser:
     add_lessons(sub)
 
     bench = sub.add_parser("bench", help="measure tuilab against bare PyTorch, side by side")
-    bench.add_argument("--quick", action="store_true", help="fewer rounds and smaller models")
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--quick", action="store_true",
+                       help="fewer rounds and smaller models (default: the full run)")
+    bench.add_argument("--json", action="store_true", help=_JSON_HELP)
     return parser
 
 

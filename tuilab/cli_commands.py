@@ -15,6 +15,8 @@ is printed as plain text, never as rich markup.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -124,7 +126,7 @@ def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_
             data["memory_error"] = plan_error
         _print_json(console, data)
     else:
-        print_summary(console, summary, plan)
+        print_summary(console, summary, plan, err_console=err_console)
         if plan_error:
             console.print(Text(f"memory plan: {plan_error}", style="yellow"), soft_wrap=True)
     return EXIT_OK if summary.error is None else EXIT_DOES_NOT_FIT
@@ -166,9 +168,11 @@ def _plan(model: Any, summary: Summary, tokens: bool, vocab: int | None,
         return None, _message(error)
 
 
-def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = None) -> None:
+def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = None, *,
+                  err_console: Console | None = None) -> None:
     """The rich table: path indented by depth, type, output shape, params, MACs, saved
-    activations (with a plan); then the totals and the memory plan."""
+    activations (with a plan); then the totals and the memory plan. The error of a model
+    that does not fit goes to ``err_console`` (stderr) when given."""
     failing = summary.error.path if summary.error is not None else None
     table = Table(title=plain(f"{summary.name} · input {_shape(summary.input_shape)}"),
                   title_justify="left", show_lines=False)
@@ -217,10 +221,11 @@ def print_summary(console: Console, summary: Summary, plan: MemoryPlan | None = 
         console.print(Text(line))
     if summary.error is not None:
         where = summary.error.path or "(model)"
-        console.print(plain(f"error at {where}: {summary.error.message}", style="bold red"),
-                      soft_wrap=True)
+        errors = err_console or console
+        errors.print(plain(f"error at {where}: {summary.error.message}", style="bold red"),
+                     soft_wrap=True)
         if summary.error.hint:
-            console.print(Text(f"hint: {summary.error.hint}", style="yellow"), soft_wrap=True)
+            errors.print(plain(f"hint: {summary.error.hint}", style="yellow"), soft_wrap=True)
 
 
 def memory_lines(plan: MemoryPlan) -> list[str]:
@@ -293,5 +298,7 @@ def cmd_export(console: Console, spec_arg: str, *, output: str | None,
         write_atomic(path, source)
     except TuilabError as error:
         return fail(console, err_console, str(error))
-    console.print(Text(f"wrote {path} ({spec.name}); run it with: python {path}"))
+    # The Python that runs tuilab has PyTorch; a bare `python` may be another one, or none.
+    console.print(plain(f"wrote {path} ({spec.name}); run it with: "
+                        f"{shlex.quote(sys.executable)} {shlex.quote(str(path))}"))
     return EXIT_OK

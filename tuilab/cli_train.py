@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from tuilab.cli_commands import fail
+from tuilab.cli_commands import fail, plain
 from tuilab.core.units import rate_text
 
 # Bytes of training state per parameter: weights, gradients and Adam's two moments (float32).
@@ -124,6 +124,19 @@ def _plot(console: Console, steps: list[int], losses: list[float], val_steps: li
     plt.xlabel("step")
     console.print(Text.from_ansi(plt.build()))
     plt.clear_figure()
+
+
+def _task_phrase(task: str) -> str:
+    """The task in words a newcomer knows: "teacher" alone says nothing."""
+    from tuilab.core.tasks import TASKS
+
+    if task == "teacher":
+        return ("task teacher: learning to copy the outputs of the same model with other "
+                "random weights")
+    info = TASKS.get(task)
+    if info is None:
+        return f"your data file {task}"
+    return f"task {task} ({info.kind}): {info.description.split('; ')[0].rstrip('.')}"
 
 
 def _finite(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:
@@ -268,10 +281,10 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
                 TextColumn,
             )
 
-            console.print(Text(f"{spec.name}: {task_name} on {config.device} "
-                               f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
-                               f"batch {config.batch_size}, {chosen.label()}"
-                               + (f", {nproc} processes (torchrun)" if nproc else "")))
+            console.print(plain(f"{spec.name}: {_task_phrase(task_name)}, on {config.device} "
+                                f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
+                                f"batch {config.batch_size}, {chosen.label()}"
+                                + (f", {nproc} processes (torchrun)" if nproc else "")))
             with Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),

@@ -18,7 +18,10 @@ class TuilabError(ValueError):
         self.where = where
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+        # "lr: lr must be a positive number" says the field twice: once is enough.
+        if not self.where or self.message.startswith(f"{self.where} "):
+            return self.message
+        return f"{self.where}: {self.message}"
 
 
 class ArgumentError(TuilabError):

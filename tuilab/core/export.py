@@ -20,6 +20,7 @@ import importlib
 import inspect
 import keyword
 import re
+import textwrap
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -452,15 +453,13 @@ class _Exporter:
     def source(self) -> str:
         spec = self.spec
         model = self.model_lines()
-        describe = _doc_text(spec.description)
+        # The docstring opens with what the model is; where it came from comes after.
+        describe = _doc_text(spec.description) or "a model built in tuilab's palette"
+        first = textwrap.wrap(f"{_doc_text(spec.name)}: {describe}", width=88) or [""]
         out = [
-            '"""' + f"{_doc_text(spec.name)}: standalone PyTorch source exported by tuilab "
-            f"{__version__}.",
+            '"""' + first[0], *first[1:], "",
+            f"Standalone PyTorch source exported by tuilab {__version__}.",
             "",
-        ]
-        if describe:
-            out += [describe, ""]
-        out += [
             "Needs only PyTorch. `python this_file.py` builds the model and runs one forward",
             "pass on a random input of INPUT_SHAPE; `build_model()` returns a fresh model whose",
             "state_dict() keys match the lab's, so weights saved there load here.",

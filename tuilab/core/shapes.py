@@ -491,7 +491,8 @@ def _summarize(model: nn.Module, x: torch.Tensor, *, name: str, method: str
                     module, path, args, kwargs = recorder.stack[-1]
                 else:
                     module, path, args, kwargs = model, "", (x,), {}
-                error = ShapeError(path, _message(exc), _hint(module, args, kwargs))
+                error = ShapeError(path, _our_sentence(module, args) + _message(exc),
+                                   _hint(module, args, kwargs))
     finally:
         recorder.remove()
         for module, training in modes.items():
@@ -612,6 +613,14 @@ def _too_big_for_values(summary: Summary, needed: int) -> Summary:
 def _needs_values(error: BaseException) -> bool:
     """True for the meta device's own limits (no data to read), not for a real shape error."""
     return isinstance(error, NotImplementedError) or "meta" in str(error).lower()
+
+
+def _our_sentence(module: nn.Module, args: tuple[Any, ...]) -> str:
+    """Our words before torch's: which layer refused which input ("Linear cannot take an
+    input of shape (2, 300): "), so a newcomer reads what happened before torch's terms."""
+    tensor = first_tensor(args)
+    shape = f" of shape {tuple(tensor.shape)}" if tensor is not None else ""
+    return f"{type(module).__name__} cannot take its input{shape}: "
 
 
 def _message(error: BaseException) -> str:

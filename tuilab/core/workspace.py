@@ -274,8 +274,7 @@ def load_preset(name: str) -> ModelSpec:
         close = difflib.get_close_matches(name, preset_names(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SpecFileError(
-            f"unknown preset {name!r}{hint}; `tuilab presets` lists them", where="preset"
-        )
+            f"unknown preset {name!r}{hint}; `tuilab presets` lists them")
     return load_workspace(path).spec
 
 
