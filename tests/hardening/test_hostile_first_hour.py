@@ -400,3 +400,66 @@ def test_train_says_what_the_teacher_task_is() -> None:
     result = run_cli("train", "mlp", "--steps", "1")
     assert "task teacher: learning to copy the outputs of the same model" in result.out.replace(
         "\n", " ")
+
+
+# --- 4c: a user module whose forward never returns ------------------------------------------
+LOOPING_MODULE = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        while True:  # never returns
+            pass
+"""
+
+
+def test_a_forward_that_never_returns_warns_and_quit_ends_the_process(
+        tmp_path: Path, terminal_factory) -> None:
+    """The real command in a real pseudo-terminal: f on a module whose forward loops for
+    ever warns while it runs, and q ends the process (it used to keep a core busy until
+    SIGKILL, its thread joined at exit)."""
+    pytest.importorskip("pexpect")
+    (tmp_path / "loop.py").write_text(LOOPING_MODULE)
+    env = {**os.environ, "TUILAB_DATA_DIR": str(tmp_path / "data")}
+    terminal = terminal_factory([f"{tmp_path / 'loop.py'}:Net"], env)
+    try:
+        terminal.wait_for(lambda s: "Import and run" in s)
+        terminal.child.send("y")
+        terminal.wait_for(lambda s: "(your module)" in s)
+        terminal.child.send("f")
+        terminal.wait_for(lambda s: "may never" in s and "return; q quits tuilab" in s)
+        terminal.child.send("q")
+        terminal.wait_for(lambda s: not terminal.child.isalive(), timeout=60)
+    except AssertionError:
+        if not terminal.child.isalive():
+            pass  # it exited between two reads of the screen: what the test wants
+        else:
+            raise
+    finally:
+        alive = terminal.child.isalive()
+        if alive:
+            terminal.child.kill(9)
+    assert not alive, f"still running after q; the screen shows:\n{terminal.text()}"
+    terminal.child.close()
+    assert terminal.child.signalstatus is None and terminal.child.exitstatus == 0
+
+
+def test_an_abandoned_call_is_counted_until_it_returns() -> None:
+    import threading
+
+    from tuilab.core.abandonable import Abandoned, call_abandonable, stuck_calls
+
+    release = threading.Event()
+    cancelled = threading.Event()
+    cancelled.set()
+    before = stuck_calls()
+    with pytest.raises(Abandoned):
+        call_abandonable(release.wait, cancelled=cancelled, poll_s=0.01)
+    assert stuck_calls() == before + 1  # left behind, still running in its daemon thread
+    release.set()
+    assert call_abandonable(lambda: 42, cancelled=threading.Event()) == 42

@@ -557,7 +557,19 @@ class TuilabApp(WeightsActions, App[int]):
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
     def _summary_worker(self, lab: Lab, version: int) -> None:
         try:
-            summary = lab.summary()
+            if lab.editable:
+                summary = lab.summary()
+            else:  # a user's forward may never return: wait where quitting can abandon it
+                from textual.worker import get_current_worker
+
+                from tuilab.core.abandonable import Abandoned, call_abandonable
+
+                try:
+                    summary = call_abandonable(
+                        lab.summary, cancelled=get_current_worker().cancelled_event,
+                        name="summary")
+                except Abandoned:
+                    return
         except Exception as error:
             text = str(error) if isinstance(error, TuilabError) else (
                 f"{type(error).__name__}: {error}")

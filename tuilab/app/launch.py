@@ -9,6 +9,7 @@ app that can only show an error.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from pathlib import Path
 
@@ -52,4 +53,15 @@ def launch(spec_arg: str, *, input_shape: str | None = None, lesson: str | None 
                    input_shape=input_shape, offer_restore=True, lesson=lesson,
                    lesson_step=lesson_step)
     app.run()
-    return app.return_code or 0
+    code = app.return_code or 0
+    abandonable = sys.modules.get("tuilab.core.abandonable")
+    if abandonable is not None and abandonable.stuck_calls():
+        # A user's forward that never returned still runs in its daemon thread, and PyTorch
+        # or the thread pools could keep the interpreter's exit waiting: the app has shut
+        # down and saved what it keeps, so end the process now.
+        print("tuilab: your module's forward pass never returned; it was abandoned",
+              file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
@@ -60,6 +61,11 @@ from tuilab.core.units import rate_text
 if TYPE_CHECKING:
     from tuilab.core.lab import Lab, LabUpdate, RunRecord
     from tuilab.core.training import MetricsBatch
+
+# How often a user module's forward in its own thread is polled, and after how many polls
+# the panel warns that it may never return.
+FORWARD_POLL_S = 0.25
+FORWARD_WARN_TICKS = 8
 
 
 def _on_output(run: RunRecord) -> str:
@@ -330,6 +336,9 @@ class RunPanel(Widget, can_focus=True):
         self._hooks: Any = None  # views.HookBoard, created on first use
         self._cam_data: dict[tuple[Any, ...], Any] = {}
         self._cam_index = 0
+        # A user module's forward in flight: (future, polls so far), and the timer polling it.
+        self._user_forward: tuple[Future[Any], int] | None = None
+        self._user_forward_timer: Timer | None = None
         self._hook_rows: list[int] = []
         self._drain_timer: Timer | None = None
         self._progress_timer: Timer | None = None
@@ -490,11 +499,53 @@ class RunPanel(Widget, can_focus=True):
 
     # --- forward / backward / init -------------------------------------------------------
     def action_forward(self) -> None:
-        """One forward pass: a row per module call; BatchNorm buffers move in train mode."""
-        try:
-            from tuilab.core import views
+        """One forward pass: a row per module call; BatchNorm buffers move in train mode.
 
-            report, update = self.lab.forward()
+        A user's own module may loop for ever: its forward runs in a daemon thread that can
+        be abandoned (see core.abandonable), watched by a timer that warns while it runs."""
+        if self._user_forward is not None:
+            self.notify("your module's forward pass is still running (q quits tuilab)",
+                        severity="warning", markup=False)
+            return
+        if not self.lab.editable:
+            from tuilab.core.abandonable import run_abandonable
+
+            self._user_forward = (run_abandonable(self.lab.forward, name="forward"), 0)
+            self._user_forward_timer = self.set_interval(
+                FORWARD_POLL_S, self._poll_user_forward, name="user-forward")
+            return
+        try:
+            self._show_forward(self.lab.forward())
+        except Exception as err:
+            self._error(err)
+
+    def _poll_user_forward(self) -> None:
+        """Show the user's forward when it returns; warn once when it runs long."""
+        if self._user_forward is None:
+            return
+        future, ticks = self._user_forward
+        if not future.done():
+            self._user_forward = (future, ticks + 1)
+            if ticks + 1 == FORWARD_WARN_TICKS:
+                self.notify("your module's forward pass has been running for "
+                            f"{FORWARD_WARN_TICKS * FORWARD_POLL_S:.0f} s and may never "
+                            "return; q quits tuilab (the pass is abandoned)",
+                            title="still running", severity="warning", markup=False,
+                            timeout=30)
+            return
+        self._user_forward = None
+        if self._user_forward_timer is not None:
+            self._user_forward_timer.stop()
+        try:
+            self._show_forward(future.result())
+        except Exception as err:
+            self._error(err)
+
+    def _show_forward(self, result: tuple[Any, LabUpdate]) -> None:
+        from tuilab.core import views
+
+        report, update = result
+        try:
             rows = views.forward_rows(report)
             header = views.forward_header(report)
         except Exception as err:
