@@ -463,3 +463,24 @@ def test_an_abandoned_call_is_counted_until_it_returns() -> None:
     assert stuck_calls() == before + 1  # left behind, still running in its daemon thread
     release.set()
     assert call_abandonable(lambda: 42, cancelled=threading.Event()) == 42
+
+
+@pytest.mark.parametrize(("fill", "expected"), [
+    (float("nan"), r"the weights themselves hold NaN or inf values before the first update "
+                   r"\(0\.weight\)"),
+    (1e30, r"before any update, so the learning rate is not the cause"),
+], ids=["nan-weights", "reinterpreted-huge-weights"])
+def test_bad_weights_are_reported_as_such_not_as_a_learning_rate(fill: float,
+                                                                 expected: str) -> None:
+    import threading
+
+    lab = Lab.from_workspace(load_workspace(REPO / "presets" / "mlp.toml"))
+    with torch.no_grad():
+        lab.model[0].weight.fill_(fill)
+        if fill == 1e30:
+            lab.model[2].weight.fill_(fill)
+    run = lab.start_run({"optimizer": "adam", "lr": 1e-3, "steps": 20, "val_every": 0})
+    list(lab.train(run, threading.Event()))
+    assert run.status == "failed" and run.error.startswith("step 1: the loss is")
+    assert re.search(expected, run.error), run.error
+    assert "lower the learning rate" not in run.error

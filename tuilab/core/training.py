@@ -127,6 +127,24 @@ def task_defaults(task: str, model: nn.Module | None = None) -> dict[str, Any]:
     return values
 
 
+def _nonfinite_advice(model: nn.Module, step: int, config: TrainConfig) -> str:
+    """What to do about a non-finite loss. The learning rate is to blame only once an update
+    has happened: weights that already hold NaN or inf (loaded, or reinterpreted from another
+    dtype), or that overflow on the very first step, are a problem of the weights."""
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if (tensor.is_floating_point() and not tensor.is_meta
+                and not isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+                and not bool(torch.isfinite(tensor).all())):
+            when = "before the first update" if step == 1 else "now"
+            return (f"the weights themselves hold NaN or inf values {when} ({name}): load "
+                    f"finite weights or re-initialise the model")
+    if step == 1:
+        return ("it happened before any update, so the learning rate is not the cause: the "
+                "weights are too large for this input (loaded from another model or dtype?); "
+                "re-initialise them or load others")
+    return f"lower the learning rate (lr={config.lr:g}) or clip gradients"
+
+
 class ConfigError(TuilabError):
     """A training setting that is out of range; ``where`` names the TrainConfig field."""
 
@@ -660,8 +678,8 @@ def _steps(run: _Run, stop: threading.Event, pause: threading.Event | None,
                                      else "every module's output was finite; the loss itself "
                                      "overflowed" if nonfinite == "(loss)"
                                      else "the input batch holds non-finite values")
-                            error = (f"step {step}: the loss is {value} ({where}); lower the "
-                                     f"learning rate (lr={config.lr:g}) or clip gradients")
+                            error = (f"step {step}: the loss is {value} ({where}); "
+                                     + _nonfinite_advice(model, step, config))
                             break
                         if scaler is None:
                             loss.backward()
