@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 
 from tuilab import __version__
 
-SUBCOMMANDS = ("presets", "summary", "export", "train", "bench", "forward", "lessons", "lesson")
+SUBCOMMANDS = ("presets", "blocks", "summary", "export", "train", "bench", "forward",
+               "lessons", "lesson")
 
 
 # Shown in `tuilab train --help` (cli.py loads no torch to print help; a test holds these to
@@ -69,6 +70,9 @@ def _command_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="list the preset models")
     presets.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+    blocks = sub.add_parser("blocks", help="list the palette's blocks (what a workspace may use)")
+    blocks.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     summary = sub.add_parser(
         "summary", help="layer table: output shapes, parameters, MACs, memory plan",
@@ -174,6 +178,10 @@ def _run_command(options: argparse.Namespace) -> int:
         from tuilab.cli_commands import cmd_presets
 
         return cmd_presets(console, as_json=options.json, err_console=errors)
+    if options.command == "blocks":
+        from tuilab.cli_commands import cmd_blocks
+
+        return cmd_blocks(console, as_json=options.json)
     if options.command == "summary":
         from tuilab.cli_commands import cmd_summary
 

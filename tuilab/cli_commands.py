@@ -87,6 +87,27 @@ def cmd_presets(console: Console, *, as_json: bool, err_console: Console | None 
     return EXIT_OK
 
 
+# --- blocks ---------------------------------------------------------------------------------
+def cmd_blocks(console: Console, *, as_json: bool) -> int:
+    """The palette: every block a workspace file may name, by family, with what it does."""
+    from tuilab.core.catalog import blocks_by_family
+
+    families = blocks_by_family()
+    if as_json:
+        _print_json(console, [{"name": b.name, "family": family, "description": b.description}
+                              for family, blocks in families.items() for b in blocks])
+        return EXIT_OK
+    table = Table(title="tuilab blocks", title_justify="left")
+    table.add_column("family", style="dim", no_wrap=True)
+    table.add_column("block", style="bold cyan", no_wrap=True)
+    table.add_column("what it does")
+    for family, blocks in families.items():
+        for block in blocks:
+            table.add_row(Text(family), Text(block.name), Text(block.description))
+    console.print(table)
+    return EXIT_OK
+
+
 # --- summary --------------------------------------------------------------------------------
 def cmd_summary(console: Console, spec_arg: str, *, input_shape: str | None, as_json: bool,
                 err_console: Console | None = None, optimizer: str = "adam",

@@ -484,3 +484,28 @@ def test_bad_weights_are_reported_as_such_not_as_a_learning_rate(fill: float,
     assert run.status == "failed" and run.error.startswith("step 1: the loss is")
     assert re.search(expected, run.error), run.error
     assert "lower the learning rate" not in run.error
+
+
+def test_a_user_modules_error_names_its_file_and_line(tmp_path: Path) -> None:
+    from tuilab.core.errors import RunError
+    from tuilab.core.usercode import load_user_module
+
+    (tmp_path / "bad.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(4, 2)\n\n"
+        "    def forward(self, x):\n        y = self.fc(x)\n        return y[:, 5]\n")
+    module, name = load_user_module(f"{tmp_path / 'bad.py'}:Net")
+    lab = Lab(module=module, name=name, input_shape=(1, 4))
+    where = re.escape(f"(at {tmp_path / 'bad.py'}:11)")
+    with pytest.raises(RunError, match=rf"index 5 is out of bounds .* {where}"):
+        lab.forward()
+
+
+def test_an_unknown_block_points_to_tuilab_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(MLP.replace('block = "ReLU"', 'block = "Relu6x"'))
+    result = run_cli("summary", str(path))
+    assert result.code == 2 and "(`tuilab blocks` lists them)" in result.err
+    listing = run_cli("blocks")
+    assert listing.code == 0
+    assert re.search(r"│ activation\s+│ LeakyReLU\s+│", listing.out), listing.out

@@ -604,7 +604,8 @@ def get_block(name: str) -> BlockDef:
     except (KeyError, TypeError):
         close = similar_blocks(name)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ArgumentError(f"unknown block '{name}'{hint}", where=str(name)) from None
+        raise ArgumentError(f"unknown block '{name}'{hint}; `tuilab blocks` lists the palette",
+                            where=str(name)) from None
 
 
 def similar_blocks(name: object, n: int = 3) -> list[str]:

@@ -1025,7 +1025,7 @@ class _unchanged_on_failure:  # used as a `with` statement, like a function
         text = f"the {self.what} failed"
         if path is not None:
             text += f" in {type(self.model.get_submodule(path)).__name__}"
-        message = f"{text}: {error_line(error)}"
+        message = f"{text}: {error_line(error)}" + _user_frame(error)
         hint = _run_hint(error)
         raise RunError(message + (f"; {hint}" if hint else ""),
                        where=where if path is not None else "run") from error
@@ -1043,6 +1043,25 @@ def _is_lazy(tensor: Any) -> bool:
     from torch.nn.parameter import UninitializedTensorMixin
 
     return isinstance(tensor, UninitializedTensorMixin)
+
+
+def _user_frame(error: BaseException) -> str:
+    """Where the user's code raised, as ' (at net.py:12)': the innermost traceback line outside
+    PyTorch, tuilab and the standard library; '' when there is none (a palette block)."""
+    import sysconfig
+    import traceback
+
+    import torch
+
+    roots = (Path(torch.__file__).resolve().parent, Path(__file__).resolve().parents[1],
+             Path(sysconfig.get_paths()["stdlib"]).resolve())
+    skip = tuple(str(root) for root in roots)
+    found = ""
+    for frame in traceback.extract_tb(error.__traceback__):
+        filename = str(Path(frame.filename).resolve()) if frame.filename else ""
+        if filename and not filename.startswith(skip) and not frame.filename.startswith("<"):
+            found = f" (at {frame.filename}:{frame.lineno})"
+    return found
 
 
 def _run_hint(error: BaseException) -> str:

@@ -142,7 +142,8 @@ def _node_from_data(data: Any, where: str, path: str, depth: int, counter: list[
         close = similar_blocks(block)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SpecFileError(
-            f"unknown block {block!r}{hint}; blocks come from tuilab's palette only",
+            f"unknown block {block!r}{hint}; blocks come from tuilab's palette only "
+            f"(`tuilab blocks` lists them)",
             where=f"{where}.block",
         )
     frozen = data.get("frozen", False)
