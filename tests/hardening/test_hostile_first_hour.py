@@ -509,3 +509,34 @@ def test_an_unknown_block_points_to_tuilab_blocks(tmp_path: Path) -> None:
     listing = run_cli("blocks")
     assert listing.code == 0
     assert re.search(r"│ activation\s+│ LeakyReLU\s+│", listing.out), listing.out
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_training_forms_error_is_on_screen(size: tuple[int, int]) -> None:
+    """A refused setting must be readable where the form is: at 120×40 the error line sat
+    below the fields, cut off by the dialog's height."""
+    import time
+
+    from textual.widgets import Input, Static
+
+    from tuilab.app.app import make_app
+    from tuilab.app.screens.train_settings import TrainSettingsScreen
+
+    app = make_app(lab=Lab.from_workspace(load_workspace(REPO / "presets" / "mlp.toml")))
+    async with app.run_test(size=size) as pilot:
+        deadline = time.monotonic() + 30
+        while not isinstance(app.screen, TrainSettingsScreen) and time.monotonic() < deadline:
+            await pilot.press("t")
+            await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, TrainSettingsScreen)
+        steps = screen.query_one("#steps", Input)
+        steps.value = "0"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        error = screen.query_one("#error", Static)
+        assert "steps" in str(error.render())
+        region = error.region
+        visible = screen.query_one("#form").region
+        assert region.height >= 1 and region.y >= 0 and region.bottom <= size[1]
+        assert visible.contains_region(region), (region, visible)

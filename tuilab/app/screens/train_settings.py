@@ -105,6 +105,8 @@ class TrainSettingsScreen(Dialog[dict[str, Any] | None]):
         d = self.defaults
         with Vertical(id="form"):
             yield Static("Training run", id="title")
+            # The error sits above the fields: below them, a tall form cut it off at 120×40.
+            yield Static("", id="error")
             with Grid(id="fields"):
                 yield Label("task")
                 yield Select([(t, t) for t in self.tasks], value=d.get("task") or Select.NULL,
@@ -128,7 +130,6 @@ class TrainSettingsScreen(Dialog[dict[str, Any] | None]):
                     yield Label(HELP[key], classes="help")
             yield Static(f"device {d.get('device', 'cpu')} · dtype {d.get('dtype', 'float32')}"
                          " (the lab's current modes)", id="mode")
-            yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
