@@ -53,7 +53,8 @@ def add_parser(sub: Any) -> None:
     forward.add_argument("--show", action="append", default=[], metavar="PATH",
                          help="print a parameter, buffer, .grad or layer output, e.g. "
                          "0.weight.grad or net[2].bias; repeatable (default: none)")
-    forward.add_argument("--json", action="store_true", help="print one JSON document")
+    forward.add_argument("--json", action="store_true",
+                         help="print one JSON document on stdout (default: off)")
 
 
 def _check_expressions(options: argparse.Namespace) -> None:

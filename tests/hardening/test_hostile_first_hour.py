@@ -295,7 +295,7 @@ def test_a_huge_block_argument_is_refused_by_the_argument_check(tmp_path: Path) 
     path.write_text(MLP.replace("out_features = 256", "out_features = 100000000000000000000"))
     result = run_cli("summary", str(path))
     assert result.code == 2, result.text
-    assert "is too large: block arguments are integers up to 1,099,511,627,776" in result.err
+    assert "is too large: expected an integer up to 1,099,511,627,776" in result.err
     assert "frame #" not in result.text and "Traceback" not in result.text
 
 

@@ -162,8 +162,8 @@ class Arg:
     def _bounded(self, number: Any) -> Any:
         if isinstance(number, int) and abs(number) > MAX_INT:
             raise ArgumentError(
-                f"argument '{self.name}' = {number} is too large: block arguments are integers "
-                f"up to {MAX_INT:,} (2⁴⁰); PyTorch would fail on it in C++")
+                f"argument '{self.name}' = {number} is too large: expected an integer up to "
+                f"{MAX_INT:,} (2⁴⁰) at most; PyTorch would fail on it in C++")
         if self.minimum is not None and number < self.minimum:
             raise ValueError(number)
         if self.maximum is not None and number > self.maximum:
