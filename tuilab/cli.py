@@ -88,9 +88,11 @@ def _command_parser() -> argparse.ArgumentParser:
                          "(default: the model's own input_shape)")
     summary.add_argument("--optimizer", default="adam",
                          choices=("adam", "adamw", "sgd", "sgd-momentum"),
-                         help="optimizer of the memory plan (default: adam)")
+                         help="optimizer of the memory plan: adam, adamw, sgd or "
+                         "sgd-momentum (default: adam)")
     summary.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
-                         help="dtype of the memory plan (default: the model's)")
+                         help="dtype of the memory plan: float32, float16, bfloat16 or "
+                         "float64 (default: the model's)")
     summary.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     export = sub.add_parser("export", help="standalone PyTorch source for a model")

@@ -426,7 +426,8 @@ def test_a_forward_that_never_returns_warns_and_quit_ends_the_process(
     pytest.importorskip("pexpect")
     (tmp_path / "loop.py").write_text(LOOPING_MODULE)
     env = {**os.environ, "TUILAB_DATA_DIR": str(tmp_path / "data")}
-    terminal = terminal_factory([f"{tmp_path / 'loop.py'}:Net"], env)
+    # --input-shape: the lab opens without guessing an input (which would run the forward)
+    terminal = terminal_factory([f"{tmp_path / 'loop.py'}:Net", "--input-shape", "1,4"], env)
     try:
         terminal.wait_for(lambda s: "Import and run" in s)
         terminal.child.send("y")

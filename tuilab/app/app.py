@@ -332,7 +332,13 @@ class TuilabApp(WeightsActions, App[int]):
                 from tuilab.core.usercode import is_user_code_arg
 
                 if is_user_code_arg(spec_arg):
-                    lab = _user_lab(spec_arg, self._input_shape)
+                    from tuilab.core.abandonable import Abandoned
+
+                    try:  # guessing its input runs the user's forward, which may never end
+                        lab = _in_user_code(lambda: _user_lab(spec_arg, self._input_shape),
+                                            "import")
+                    except Abandoned:
+                        return
                 else:
                     from tuilab.core.workspace import load_workspace_arg
 
@@ -560,14 +566,10 @@ class TuilabApp(WeightsActions, App[int]):
             if lab.editable:
                 summary = lab.summary()
             else:  # a user's forward may never return: wait where quitting can abandon it
-                from textual.worker import get_current_worker
-
-                from tuilab.core.abandonable import Abandoned, call_abandonable
+                from tuilab.core.abandonable import Abandoned
 
                 try:
-                    summary = call_abandonable(
-                        lab.summary, cancelled=get_current_worker().cancelled_event,
-                        name="summary")
+                    summary = _in_user_code(lab.summary, "summary")
                 except Abandoned:
                     return
         except Exception as error:
@@ -1332,6 +1334,16 @@ def _with_input_shape(workspace: Workspace, input_shape: str | None) -> Workspac
 
     return replace(workspace, spec=replace(workspace.spec,
                                            input_shape=check_input_shape(input_shape)))
+
+
+def _in_user_code(fn: Callable[[], Any], name: str) -> Any:
+    """Call ``fn`` (which runs the user's code) from a thread worker, in a daemon thread the
+    worker stops waiting for when it is cancelled (quitting): see core.abandonable."""
+    from textual.worker import get_current_worker
+
+    from tuilab.core.abandonable import call_abandonable
+
+    return call_abandonable(fn, cancelled=get_current_worker().cancelled_event, name=name)
 
 
 def _user_lab(spec_arg: str, input_shape: str | None) -> Lab:
