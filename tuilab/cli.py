@@ -127,7 +127,7 @@ def _command_parser() -> argparse.ArgumentParser:
                        + " (default: float32)")
     train.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0,
                        help="random seed for the weights and the data (default: 0)")
-    train.add_argument("--threads", type=bounded_int(1, 1024),
+    train.add_argument("--threads", type=int,
                        help="torch's intra-op threads (default: 1 for a model whose step is "
                             "too small to split, else torch's default)")
     train.add_argument("--load-weights", metavar="FILE",

@@ -284,7 +284,8 @@ def cmd_train(console: Console, spec_arg: str, *, steps: int | None, task: str |
             console.print(plain(f"{spec.name}: {_task_phrase(task_name)}, on {config.device} "
                                 f"{config.dtype}, {config.optimizer} lr={config.lr:g}, "
                                 f"batch {config.batch_size}, {chosen.label()}"
-                                + (f", {nproc} processes (torchrun)" if nproc else "")))
+                                + (f", {nproc} processes (torchrun)" if nproc else "")),
+                          soft_wrap=True)
             with Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
