@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tuilab.core.errors import EditError
 from tuilab.core.expressions import ExpressionError
 from tuilab.core.lab import Lab
 from tuilab.core.workspace import load_spec_arg, load_workspace
@@ -141,3 +142,43 @@ def test_set_value_log_replays_in_plain_pytorch(text: str) -> None:
         for a, b in zip(lab.model.state_dict().values(), net.state_dict().values(),
                         strict=True):
             assert torch.equal(a, b)
+
+
+def test_redo_of_a_set_value_puts_the_same_values_back_at_every_tied_path() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.set_value("2.weight = torch.randn(8, 8)", seed=3)
+    after = lab.model[2].weight.detach().clone()
+    lab.edit("undo")
+    assert not torch.equal(lab.model[4].weight.detach(), after)
+    update = lab.edit("redo")
+    assert torch.equal(lab.model[2].weight.detach(), after)
+    assert torch.equal(lab.model[4].weight.detach(), after)
+    assert "randn" in update.code and update.path == "2.weight"
+    lab.edit("undo")  # and it can be undone again
+    assert not torch.equal(lab.model[2].weight.detach(), after)
+
+
+def test_redo_replays_set_values_and_spec_edits_in_their_order() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.set_value("0.bias = 1")
+    lab.edit("rename", "6", "out")
+    lab.edit("undo")
+    lab.edit("undo")
+    assert "6" in dict(lab.model.named_children())
+    lab.edit("redo")  # the value first
+    assert torch.equal(lab.model[0].bias.detach(), torch.ones(8))
+    assert "6" in dict(lab.model.named_children())
+    lab.edit("redo")  # then the rename
+    assert "out" in dict(lab.model.named_children())
+    with pytest.raises(EditError, match="nothing to redo"):
+        lab.edit("redo")
+
+
+def test_a_new_set_value_ends_what_can_be_redone() -> None:
+    lab = Lab(load_spec_arg("shared_mlp"))
+    lab.edit("rename", "6", "out")
+    lab.edit("undo")
+    lab.set_value("0.bias = 2")
+    with pytest.raises(EditError, match="nothing to redo"):
+        lab.edit("redo")
+    assert "6" in dict(lab.model.named_children())

@@ -106,10 +106,21 @@ class ValueChange:
     description: str
     target_code: str
     """The tensor in the log's words (`net[2].weight`), for the undo line."""
+    after: torch.Tensor | None = None
+    """The values the set gave, kept by `undo` so that `redo` can put them back."""
 
     def undo(self) -> None:
+        self.after = self.tensor.detach().clone()
         with torch.no_grad():
             self.tensor.copy_(self.before)
+
+    def redo(self) -> None:
+        """Put back the values `undo` took away (the same values, even for a random set)."""
+        if self.after is None:
+            raise ExpressionError("this value was not undone: nothing to redo",
+                                  where=self.description)
+        with torch.no_grad():
+            self.tensor.copy_(self.after)
 
     def undo_code(self) -> str:
         """The runnable line that puts the old values back (written out when small)."""

@@ -161,6 +161,9 @@ class Lab:
         holds them, so quitting asks (see `save_weights`)."""
         self._data_dir: Path | None = None
         self._data_count = 0
+        self._undone: list[str | ValueChange] = []
+        """What undo took back, latest last: redo replays it in order (a set value or a
+        spec edit, which the editor's own redo stack holds)."""
         if module is not None:
             self.builder = None
             self.model = module
@@ -334,9 +337,19 @@ class Lab:
         if action == "undo" and self._journal and not isinstance(self._journal[-1], str):
             change = self._journal.pop()
             change.undo()
+            self._undone.append(change)
             return self._refresh(f"undo {change.description}",
                                  change.undo_code(),
                                  dirty=False)
+        if action == "redo" and not self._undone:
+            # a set value since the last undo ends what can be redone, as any new edit does
+            raise EditError("nothing to redo")
+        if action == "redo" and not isinstance(self._undone[-1], str):
+            change = self._undone.pop()
+            change.redo()
+            self._journal.append(change)
+            return self._refresh(f"redo {change.description}", change.code,
+                                 change.paths[0] if change.paths else None, dirty=False)
         editor = self._editor()
         method = getattr(editor, action, None)
         if action.startswith("_") or not callable(method):
@@ -362,8 +375,14 @@ class Lab:
         if action == "undo":
             if self._journal:
                 self._journal.pop()
+            self._undone.append("spec")
+        elif action == "redo":
+            if self._undone:
+                self._undone.pop()
+            self._journal = [*self._journal[-199:], "spec"]
         else:
             self._journal = [*self._journal[-199:], "spec"]
+            self._undone.clear()
         code = edit_code(self.script, action, before[0], result.spec, result.code,
                          self.builder.created, result.description)
         return self._refresh(result.description, _with_seed(seed, code), result.path)
@@ -525,6 +544,7 @@ class Lab:
 
         change = set_value(self.model, text, seed=seed, module_expr=self._module_expr)
         self._journal = [*self._journal[-199:], change]
+        self._undone.clear()
         # dirty=False: a workspace file holds no weights (like an init), nothing to save
         return self._refresh(change.description, change.code, change.paths[0] if change.paths
                              else None, dirty=False), change.paths
