@@ -35,7 +35,7 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tree
 
 from tuilab.app.keys import KEY_GROUPS, app_bindings
 from tuilab.app.lesson_controller import LessonController
@@ -106,7 +106,8 @@ LAB_ACTIONS = frozenset({
     "remove", "duplicate", "rename", "edit_args", "mark", "share", "undo", "redo", "freeze",
     "toggle_training", "device", "precision", "save", "save_as", "copy_last", "copy_all",
     "run_forward", "run_backward", "run_zero_grad", "run_init", "run_train", "run_pause",
-    "run_stop", "copy_export", "set_input_shape", "save_weights", "load_weights",
+    "run_stop", "copy_export", "set_input_shape", "save_weights", "load_weights", "values",
+    "choose_input",
 })
 FILE_ACTIONS = frozenset({"open_workspace", "load_preset", "toggle_inspector"})
 NARROW_BELOW = 110
@@ -653,6 +654,34 @@ class TuilabApp(WeightsActions, App[int]):
         self.action_add_after()
         if self.size.width < WIDE_FROM:
             self.builder.focus()  # the palette's list closes; the new block shows in full
+
+    # --- values and the chosen input (app/widgets/values.py, app/screens/input_prompt.py) ---
+    def action_values(self) -> None:
+        from tuilab.app.widgets.values import open_values
+
+        open_values(self)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a tensor's row (inspector, Forward/Backward/Params tabs): its values."""
+        from tuilab.app.widgets.values import open_values, selected_row_path
+
+        path = selected_row_path(event)
+        if path and self.lab is not None and isinstance(self.screen, MainScreen):
+            event.stop()
+            open_values(self, path)
+
+    @on(Tree.NodeHighlighted, "#builder")
+    def _node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        """The state_dict tab and the Params tab follow the builder's selection."""
+        from tuilab.app.widgets.values import follow_selection
+
+        follow_selection(self, self.builder.selected_path)
+
+    def action_choose_input(self) -> None:
+        from tuilab.app.screens.input_prompt import open_input_prompt
+
+        open_input_prompt(self)
 
     # --- messages from the run side -------------------------------------------------------
     @on(LabChanged)

@@ -290,10 +290,12 @@ class Lab:
         table = module._buffers if kind == "buffer" else module._parameters
         return tensor_stats(table.get(row.name))
 
-    def state_dict_rows(self) -> list[tuple[str, tuple[int, ...], str]]:
-        from tuilab.core.introspect import state_dict_rows
+    def state_dict_rows(self, path: str = "") -> list[tuple[str, tuple[int, ...], str]]:
+        """`net.state_dict()` rows, or one node's own (`net[2].state_dict()`: keys relative
+        to it, as PyTorch prints them)."""
+        from tuilab.core.introspect import module_at, state_dict_rows
 
-        return state_dict_rows(self.model)
+        return state_dict_rows(module_at(self.model, path) if path else self.model)
 
     def hook_rows(self) -> list[tuple[str, str, int, str]]:
         from tuilab.core.introspect import hook_rows

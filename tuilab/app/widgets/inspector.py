@@ -314,6 +314,8 @@ class Inspector(Vertical):
         self._stale: set[str] = set(TAB_IDS[3:])
         self._stats_cache: dict[str, str] = {}
         self._flash_timer: Timer | None = None
+        self.node_path = ""
+        """The builder's selected node: the state_dict tab shows its own state_dict()."""
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="inspector-tabs"):
@@ -324,6 +326,7 @@ class Inspector(Vertical):
             with TabPane("_buffers", id="buffers"):
                 yield InspectorTable(BUFFER_COLUMNS, id="buffers-table")
             with TabPane("state_dict", id="state_dict"):
+                yield Static("", id="state-caption", markup=False)
                 yield InspectorTable(("key", "shape", "dtype"), id="state-table")
             with TabPane("hooks", id="hooks"):
                 yield InspectorTable(("module", "dict", "id", "callable"), id="hooks-table")
@@ -516,13 +519,53 @@ class Inspector(Vertical):
         assert self.lab is not None
         return self.lab.model_repr()
 
+    def set_node(self, path: str | None) -> None:
+        """Follow the builder's selection (the state_dict tab is redrawn when visible)."""
+        path = path or ""
+        if path == self.node_path:
+            return
+        self.node_path = path
+        self._stale.add("state_dict")
+        self._refresh_lazy()
+
     def _show_state_dict(self) -> None:
         assert self.lab is not None
-        rows = self.lab.state_dict_rows()
+        path = self.node_path
+        try:
+            rows = self.lab.state_dict_rows(path)
+        except Exception:  # the node is gone (an edit removed it): the whole model's
+            path, rows = "", self.lab.state_dict_rows()
+        self.query_one("#state-caption", Static).update(
+            f"{path}.state_dict()  (keys relative to {path})" if path
+            else "net.state_dict()")
         table = self.query_one("#state-table", DataTable)
         table.clear()
+        dot = f"{path}." if path else ""
         for key, shape, dtype in rows:
-            table.add_row(key, shape_text(shape), dtype, key=key)
+            table.add_row(key, shape_text(shape), dtype, key=dot + key)
+
+    def flash(self, keys: Iterable[str]) -> None:
+        """Highlight parameter / buffer rows and their modules for a moment: a set value
+        shows at every path of a tied tensor (`2.weight` and `4.weight`)."""
+        if self.lab is None:
+            return
+        snap = self.lab.snapshot
+        style = self.get_component_rich_style("inspector--changed", partial=True)
+        keys = [k for k in keys if k in snap.parameters or k in snap.buffers]
+        modules = {key.rpartition(".")[0] for key in keys}
+        self._flashing["modules"].update(self.modules_tree.apply(
+            snap.modules, (), (), [m for m in modules if m in snap.modules], style))
+        for name, table, rows in (("parameters", self.params_table, snap.parameters),
+                                  ("buffers", self.buffers_table, snap.buffers)):
+            for key in keys:
+                if key in rows and table.has_row(key):
+                    table.set_cells(key, {table.columns_keys[0]: Text(key, style=style)})
+                    self._flashing[name].add(key)
+            table.refresh()
+        if self._flash_timer is not None:
+            self._flash_timer.stop()
+        self._flash_timer = self.set_timer(FLASH_SECONDS, self._unflash,
+                                           name="inspector-unflash")
 
     def _show_hooks(self) -> None:
         assert self.lab is not None

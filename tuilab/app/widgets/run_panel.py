@@ -381,7 +381,7 @@ class RunPanel(Widget, can_focus=True):
                 yield Heatmap(id="view-map")
 
     CAPTIONS: ClassVar[dict[str, str]] = {
-        "#forward-header": "f: run a forward pass on random input",
+        "#forward-header": "f: a forward pass on the input x (X chooses it)",
         "#forward-output": "",
         "#backward-loss": "b: loss.backward() on a batch of the task · g: zero_grad",
         "#params-caption": "I: initialise · parameter statistics",
@@ -543,17 +543,21 @@ class RunPanel(Widget, can_focus=True):
 
     def _show_forward(self, result: tuple[Any, LabUpdate]) -> None:
         from tuilab.core import views
+        from tuilab.core.value_view import input_row
 
         report, update = result
         try:
             rows = views.forward_rows(report)
             header = views.forward_header(report)
+            chosen = self.lab.current_input
+            rows.insert(0, input_row(chosen.tensor, chosen.text))
         except Exception as err:
             self._error(err)
             return
         self.query_one("#forward-header", Static).update(header)
         self._fill("#forward-table", rows)
-        self.query_one("#forward-output", Static).update(f"out = {report.output_preview}")
+        self.query_one("#forward-output", Static).update(
+            f"x = {chosen.text} · out = {report.output_preview} · enter on a row: its values")
         self._show_tab("tab-forward")
         self._update_status()
         self._changed(update)
@@ -643,6 +647,7 @@ class RunPanel(Widget, can_focus=True):
         except Exception as err:
             self._error(err)
             return
+        self._params_path = path
         self.query_one("#params-caption", Static).update(
             f"parameters of {path or 'the whole model'} · I: initialise")
         self._fill("#params-table", rows)
@@ -652,6 +657,17 @@ class RunPanel(Widget, can_focus=True):
         """Redraw the Params tab, if it shows something, after gradients changed."""
         if self._params_path is not None:
             self.show_parameters(self._params_path)
+
+    def follow_node(self, path: str) -> None:
+        """The Params tab follows the builder's selection (recomputed only while visible)."""
+        self._params_path = path
+        if self.query_one("#run-tabs", TabbedContent).active == "tab-params":
+            self.show_parameters(path)
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _run_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-params":
+            self.show_parameters(self._params_path or "")
 
     # --- hooks --------------------------------------------------------------------------
     def _board(self) -> Any:
@@ -770,6 +786,10 @@ class RunPanel(Widget, can_focus=True):
             self._error(RuntimeError("Grad-CAM needs a Conv2d layer: try the lenet, alexnet, "
                                      "resnet or inception preset"))
             return
+        chosen = self.lab.chosen_input
+        if chosen is not None and chosen.tensor.dim() == 4 and chosen.tensor.shape[0] == 1:
+            self.grad_cam(-1)  # the image the user chose (X): explained as it is
+            return
         self.app.push_screen(GradCamPicker(layers, self._cam_index), self._start_grad_cam)
 
     def _start_grad_cam(self, choice: tuple[int, int | None, str] | None) -> None:
@@ -781,7 +801,8 @@ class RunPanel(Widget, can_focus=True):
 
     def grad_cam(self, index: int, class_index: int | None = None,
                  layer: str | None = None) -> Worker[None] | None:
-        """Compute Grad-CAM in a worker; the View tab shows it when ready."""
+        """Compute Grad-CAM in a worker; the View tab shows it when ready. ``index`` -1: on
+        the lab's chosen input (one image, set with X) instead of a task image."""
         if self._refuse_while_running():
             return None
         self.query_one("#view-caption", Static).update("computing Grad-CAM…")
@@ -792,6 +813,13 @@ class RunPanel(Widget, can_focus=True):
     def _grad_cam_worker(self, index: int, class_index: int | None, layer: str | None) -> None:
         from tuilab.core import views
 
+        if index == -1:
+            chosen = self.lab.chosen_input
+            if chosen is None:
+                raise ValueError("no chosen input: choose one image with X first")
+            view = views.grad_cam_input_view(self.lab.model, chosen.tensor, class_index, layer)
+            self.post_message(self.ViewReady("grad-cam", view))
+            return
         task = views.grad_cam_task(self.lab)
         key = (task, tuple(self.lab.input_shape))
         data = self._cam_data.get(key)
@@ -828,6 +856,10 @@ class RunPanel(Widget, can_focus=True):
         self.post_message(self.ViewReady("boundary", views.decision_boundary(self.lab.model,
                                                                              data)))
 
+    def _input_text(self) -> str:
+        chosen = self.lab.chosen_input
+        return chosen.text if chosen is not None else "?"
+
     def on_run_panel_view_ready(self, message: ViewReady) -> None:
         message.stop()
         heatmap = self.query_one("#view-map", Heatmap)
@@ -836,8 +868,10 @@ class RunPanel(Widget, can_focus=True):
         if message.kind == "grad-cam":
             heatmap.show_heat(view.heat, base=view.image)
             p = view.probabilities[view.predicted] if view.probabilities else float("nan")
+            source = (f"image {view.index} · label {view.label}" if view.index >= 0
+                      else f"the chosen input x = {self._input_text()}")
             caption.update(
-                f"Grad-CAM · image {view.index} · label {view.label} · predicted "
+                f"Grad-CAM · {source} · predicted "
                 f"{view.predicted} ({p:.0%}) · explaining class {view.class_index} at "
                 f"{view.layer_path} · bright = looked at")
         else:
