@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from app_helpers import lab_app, select, settle
 from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher, DataTable, Input, Static, TabbedContent
 
-from app_helpers import lab_app, select, settle
 from tuilab.app.app import TuilabApp, make_app
 from tuilab.app.screens.input_prompt import InputPrompt
 from tuilab.app.widgets.values import ValuesScreen
@@ -58,7 +58,7 @@ async def test_v_opens_a_parameter_as_pytorch_prints_it() -> None:
         view = values_screen(app).view
         assert view is not None and view.text == "2.weight"
         assert view.title == "parameter 2.weight · the same tensor as 4.weight"
-        assert "shape (8, 8)  dtype torch.float32  device cpu  requires_grad=True" == view.info
+        assert view.info == "shape (8, 8)  dtype torch.float32  device cpu  requires_grad=True"
         assert view.values.startswith("Parameter containing:\ntensor([[")
         shown = str(app.screen.query_one("#values-text", Static).render())
         assert shown.startswith("Parameter containing:")
