@@ -136,3 +136,19 @@ def test_unsaved_changes_dialog_at_80x24(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(_app("mlp"), terminal_size=(80, 24), run_before=ask)
+
+
+def test_values_view(snap_compare) -> None:
+    """The values view on a tied layer after a set value (deterministic: the weight is set)."""
+    async def open_values(pilot: Pilot) -> None:
+        await _ready(pilot)
+        app = pilot.app
+        assert isinstance(app, TuilabApp) and app.lab is not None
+        app.lab.set_value("2.weight = torch.arange(64.).view(8, 8) / 10 - 3")
+        app.builder.select_path("2")
+        await pilot.pause()
+        await pilot.press("v")
+        await _ready(pilot)
+        _no_blink(pilot)
+
+    assert snap_compare(_app("shared_mlp"), terminal_size=(100, 30), run_before=open_values)

@@ -63,8 +63,7 @@ KEY_GROUPS: tuple[tuple[str, tuple[Key, ...]], ...] = (
         Key("ctrl+n", "set_input_shape", "Set input shape", "the input's shape, batch first",
             "ctrl+n"),
         Key("X", "choose_input", "Choose the input x",
-            "type the input in the input language (torch.arange(9.).view(3, 3)); kept until "
-            "changed", "X"),
+            "type the input: torch.arange(9.).view(3, 3); forward uses it until changed", "X"),
     )),
     ("Modes", (
         Key("T", "toggle_training", "Train / eval mode", "model.train() or model.eval()", "T",
@@ -75,8 +74,7 @@ KEY_GROUPS: tuple[tuple[str, tuple[Key, ...]], ...] = (
     ("Runs (run panel)", (
         Key("f", "run_forward", "Forward pass", "one forward pass on the input x", "f"),
         Key("v", "values", "Values view",
-            "the selection's tensor as PyTorch prints it; slice it, set it (enter on a table row "
-            "too)", "v"),
+            "the selection's tensor as PyTorch prints it: slice it, set it", "v"),
         Key("b", "run_backward", "Backward pass", "loss.backward() on a batch of the task",
             "b"),
         Key("g", "run_zero_grad", "zero_grad", "clear every parameter's .grad", "g"),

@@ -84,9 +84,11 @@ class ValuesScreen(Screen[None]):
     ValuesScreen #values-grad-box.-none { display: none; }
     ValuesScreen.-narrow #values-body { layout: vertical; }
     ValuesScreen.-narrow #values-text-box { height: 2fr; width: 1fr; }
-    ValuesScreen.-narrow #values-grad-box { height: 1fr; width: 1fr; }
+    ValuesScreen.-narrow #values-grad-box { height: auto; max-height: 40%; width: 1fr; }
     ValuesScreen #values-chart { height: 10; }
     ValuesScreen.-short #values-chart { height: 6; }
+    ValuesScreen #values-heat, ValuesScreen #values-hist { width: 1fr; height: 1fr; }
+    ValuesScreen #values-heat { padding: 0 1; }
     ValuesScreen #values-stats { height: auto; max-height: 2; padding: 0 1;
                                  color: $text-muted; }
     ValuesScreen #values-error { height: auto; max-height: 4; padding: 0 1; color: $error; }
