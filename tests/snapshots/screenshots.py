@@ -86,12 +86,37 @@ async def lesson_corr2d() -> None:
         app.save_screenshot("tuilab-lesson.svg", str(ASSETS))
 
 
+async def values_view() -> None:
+    """The values view on shared_mlp's tied layer: the input chosen, a backward pass for its
+    .grad, then net[2].weight[0, 0] = 100 set from the view (it shows at 4.weight too)."""
+    app = make_app(lab=Lab.from_workspace(load_workspace_arg("shared_mlp")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("X")
+        await pilot.press("home", "ctrl+k", *"torch.arange(8.).view(2, 4) / 8", "enter")
+        await _settle(app, pilot)
+        await pilot.press("b")
+        await _settle(app, pilot)
+        app.builder.select_path("2")
+        await pilot.pause()
+        await pilot.press("v")
+        await _settle(app, pilot)
+        app.screen.query_one("#values-set").focus()
+        await pilot.press(*"[0, 0] = 100", "enter")
+        await _settle(app, pilot)
+        for widget in app.screen.query("Input"):
+            widget.cursor_blink = False
+        await pilot.pause(0.2)
+        app.save_screenshot("tuilab-values.svg", str(ASSETS))
+
+
 async def main() -> None:
     os.environ.setdefault("TUILAB_DATA_DIR", tempfile.mkdtemp())
     await mlp()
     await resnet_forward()
     await lenet_shape_error()
     await lesson_corr2d()
+    await values_view()
 
 
 if __name__ == "__main__":
