@@ -40,6 +40,15 @@ def values_screen(app: Any) -> ValuesScreen:
     return screen
 
 
+async def open_view(pilot: Pilot[Any], node: str) -> ValuesScreen:
+    """Select `node` in the builder and press v; the view once its worker has drawn it."""
+    await settle(pilot)
+    await select(pilot, node)
+    await pilot.press("v")
+    await settle(pilot)
+    return values_screen(pilot.app)
+
+
 async def type_in(pilot: Pilot[Any], selector: str, text: str) -> None:
     """Focus the input, clear it and type `text` key by key, then enter."""
     widget = pilot.app.screen.query_one(selector, Input)
@@ -51,11 +60,7 @@ async def type_in(pilot: Pilot[Any], selector: str, text: str) -> None:
 async def test_v_opens_a_parameter_as_pytorch_prints_it() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await select(pilot, "2")
-        await pilot.press("v")
-        await settle(pilot)
-        view = values_screen(app).view
+        view = (await open_view(pilot, "2")).view
         assert view is not None and view.text == "2.weight"
         assert view.title == "parameter 2.weight · the same tensor as 4.weight"
         assert view.info == "shape (8, 8)  dtype torch.float32  device cpu  requires_grad=True"
@@ -71,10 +76,7 @@ async def test_v_opens_a_parameter_as_pytorch_prints_it() -> None:
 async def test_slice_typed_in_the_path_box_shows_that_slice() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await select(pilot, "0")
-        await pilot.press("v")
-        await settle(pilot)
+        await open_view(pilot, "0")
         await type_in(pilot, "#values-path", "net[0].weight[0, :3]")
         view = values_screen(app).view
         assert view is not None and view.text == "0.weight[0, :3]"
@@ -89,10 +91,7 @@ async def test_slice_typed_in_the_path_box_shows_that_slice() -> None:
 async def test_heatmap_for_2d_histogram_otherwise_and_ctrl_t_switches() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await select(pilot, "0")
-        await pilot.press("v")
-        await settle(pilot)
+        await open_view(pilot, "0")
         switcher = app.screen.query_one("#values-chart", ContentSwitcher)
         assert switcher.current == "values-heat"
         assert "heat map: dark" in str(app.screen.query_one("#values-stats", Static).render())
@@ -164,11 +163,8 @@ async def test_corr2d_kernel_set_in_the_view_gives_19_25_37_43(tmp_path: Path) -
 async def test_set_on_a_tied_layer_shows_at_both_places_undo_and_redo() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await select(pilot, "2")
         old = float(app.lab.model[4].weight.detach()[0, 0])
-        await pilot.press("v")
-        await settle(pilot)
+        await open_view(pilot, "2")
         await type_in(pilot, "#values-set", "[0, 0] = 100")
         said = str(app.screen.query_one("#values-error", Static).render())
         assert said.startswith("✓ 2.weight[0, 0] = 100 (also at 4.weight)")
@@ -203,10 +199,8 @@ async def test_a_bad_expression_shows_its_position_and_changes_nothing() -> None
         assert app.lab.chosen_input is None and app.code_log.lines_text == lines
         assert torch.equal(app.lab.current_input.tensor, before)
         await pilot.press("escape")
-        await select(pilot, "0")
         weight = app.lab.model[0].weight.detach().clone()
-        await pilot.press("v")
-        await settle(pilot)
+        await open_view(pilot, "0")
         await type_in(pilot, "#values-set", "[0, 0] = exec(1)")
         error = str(app.screen.query_one("#values-error", Static).render())
         assert error.startswith("✗") and "exec" in error and "^" in error
@@ -267,11 +261,7 @@ async def test_grad_cam_explains_the_chosen_image() -> None:
 async def test_values_view_at_80x24_is_usable() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await select(pilot, "2")
-        await pilot.press("v")
-        await settle(pilot)
-        screen = values_screen(app)
+        screen = await open_view(pilot, "2")
         assert screen.has_class("-narrow") and screen.has_class("-short")
         box = screen.query_one("#values-text-box", VerticalScroll)
         assert box.size.height >= 3 and box.size.width >= 70

@@ -158,13 +158,19 @@ class TextPrompt(Dialog[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    empty_message = "type something, or escape to cancel"
+
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:
         text = self.query_one(Input).value.strip()
         if not text:
-            self.query_one("#prompt-error", Static).update("type something, or escape to cancel")
+            self.query_one("#prompt-error", Static).update(self.empty_message)
             return
+        self.accept(text)
+
+    def accept(self, text: str) -> None:
+        """The answer (a subclass may check it first, and stay open with an error)."""
         self.dismiss(text)
 
     @on(Button.Pressed, "#cancel")

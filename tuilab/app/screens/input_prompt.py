@@ -10,16 +10,14 @@ echoes `x = ...`, and the workspace saves it. "Random" goes back to a seeded ran
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from tuilab.app.screens.dialogs import dialog_css
+from tuilab.app.screens.dialogs import TextPrompt, dialog_css
 from tuilab.app.widgets.values import error_text
 
 HINT = ("numbers and nested lists; torch.tensor / arange / zeros / ones / full / rand / randn / "
@@ -27,20 +25,17 @@ HINT = ("numbers and nested lists; torch.tensor / arange / zeros / ones / full /
         "numbers. Random calls are seeded. Its shape becomes the input shape.")
 
 
-class InputPrompt(ModalScreen[str | None]):
-    """The prompt; `submit` applies the text and raises (ExpressionError) to refuse it."""
+class InputPrompt(TextPrompt):
+    """The prompt; `submit` applies the text (None: a random input) and raises to refuse it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = dialog_css("InputPrompt") + """
     InputPrompt .dialog-error { height: auto; max-height: 5; }
     """
+    empty_message = "type an expression, Random for a random input, or escape to cancel"
 
     def __init__(self, value: str, submit: Callable[[str | None], None]) -> None:
-        super().__init__()
-        self.title_text = "Input x (X)"
-        self.value = value
-        self.placeholder = "torch.arange(9.).view(3, 3)"
-        self.hint = HINT
+        super().__init__("Input x (X)", value, placeholder="torch.arange(9.).view(3, 3)",
+                         hint=HINT)
         self.submit = submit
 
     def compose(self) -> ComposeResult:
@@ -59,28 +54,11 @@ class InputPrompt(ModalScreen[str | None]):
         prompt.cursor_blink = False
         prompt.focus()
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#ok")
-    def _ok(self) -> None:
-        text = self.query_one(Input).value.strip()
-        if not text:
-            self.query_one("#prompt-error", Static).update(
-                "type an expression, Random for a random input, or escape to cancel")
-            return
-        self._try(text)
-
     @on(Button.Pressed, "#random")
     def _random(self) -> None:
-        self._try(None)
+        self.accept(None)
 
-    def _try(self, text: str | None) -> None:
+    def accept(self, text: str | None) -> None:
         try:
             self.submit(text)
         except Exception as error:  # refused: say why and where; the dialog stays open
