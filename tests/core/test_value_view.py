@@ -53,6 +53,7 @@ def test_a_large_tensor_is_summarised_and_its_charts_sampled() -> None:
     big = nn.Linear(4096, 1024, bias=False)
     view = value_view(nn.Sequential(big), "0.weight")
     assert view.sampled and "..." in view.values and len(view.values) < 5000
+    assert view.stats.startswith("4,194,304 elements (statistics of a strided sample of ")
     assert sum(view.counts) <= SAMPLE_LIMIT and view.heat and len(view.heat) <= 16
 
 
