@@ -216,13 +216,16 @@ async def test_state_dict_and_params_tabs_follow_the_selected_node() -> None:
         app.query_one("#run-tabs", TabbedContent).active = "tab-params"
         await pilot.pause()
         await select(pilot, "2")
-        await pilot.pause()
+        caption = app.inspector.query_one("#state-caption", Static)
+        params = app.query_one("#params-table", DataTable)
+        for _ in range(200):  # both follow once the cursor rests (FOLLOW_DELAY)
+            if str(caption.render()).startswith("2.") and params.row_count == 2:
+                break
+            await pilot.pause(0.02)
         table = app.inspector.query_one("#state-table", DataTable)
         keys = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert keys == list(app.lab.model[2].state_dict()) == ["weight", "bias"]
-        caption = str(app.inspector.query_one("#state-caption", Static).render())
-        assert caption.startswith("2.state_dict()")
-        params = app.query_one("#params-table", DataTable)
+        assert str(caption.render()).startswith("2.state_dict()")
         assert [str(params.get_row_at(i)[0]) for i in range(params.row_count)] == \
             ["2.weight", "2.bias"]
         # enter on a state_dict row: that tensor's values

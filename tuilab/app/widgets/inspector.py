@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 FLASH_SECONDS = 1.0
 STATS_LIMIT = 1 << 16
 """Buffers with more elements than this show their value summary only when asked."""
+FOLLOW_DELAY = 0.15
+"""Seconds the builder's cursor rests on a node before the state_dict tab follows it."""
 REBUILD_FRACTION = 0.5
 """Remove-heavy diffs (more than half of a big table) refill the table: DataTable.remove_row
 re-indexes every row, so many removals one by one cost O(n²)."""
@@ -314,6 +316,7 @@ class Inspector(Vertical):
         self._stale: set[str] = set(TAB_IDS[3:])
         self._stats_cache: dict[str, str] = {}
         self._flash_timer: Timer | None = None
+        self._follow_timer: Timer | None = None
         self.node_path = ""
         """The builder's selected node: the state_dict tab shows its own state_dict()."""
 
@@ -526,7 +529,12 @@ class Inspector(Vertical):
             return
         self.node_path = path
         self._stale.add("state_dict")
-        self._refresh_lazy()
+        # after the cursor rests: gpt2_xl's `h` has 576 entries (~0.5 s here), and a key held
+        # down would pay that on every row it passes
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+        self._follow_timer = self.set_timer(FOLLOW_DELAY, self._refresh_lazy,
+                                            name="inspector-follow")
 
     def _show_state_dict(self) -> None:
         assert self.lab is not None

@@ -55,6 +55,7 @@ from tuilab.app.messages import CodeLine, LabChanged
 from tuilab.app.screens.dialogs import ConfirmScreen, Dialog, modal_frame_css
 from tuilab.app.screens.train_settings import TrainSettingsScreen
 from tuilab.app.widgets.heatmap import Heatmap
+from tuilab.app.widgets.inspector import FOLLOW_DELAY
 from tuilab.app.widgets.loss_plot import LossPlot
 from tuilab.core.units import rate_text
 
@@ -339,6 +340,7 @@ class RunPanel(Widget, can_focus=True):
         # A user module's forward in flight: (future, polls so far), and the timer polling it.
         self._user_forward: tuple[Future[Any], int] | None = None
         self._user_forward_timer: Timer | None = None
+        self._follow_timer: Timer | None = None
         self._hook_rows: list[int] = []
         self._drain_timer: Timer | None = None
         self._progress_timer: Timer | None = None
@@ -661,8 +663,15 @@ class RunPanel(Widget, can_focus=True):
     def follow_node(self, path: str) -> None:
         """The Params tab follows the builder's selection (recomputed only while visible)."""
         self._params_path = path
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+        self._follow_timer = self.set_timer(FOLLOW_DELAY, self._follow_now, name="params-follow")
+
+    def _follow_now(self) -> None:
+        """Once the cursor rests (a key held down would recompute every row it passes)."""
+        self._follow_timer = None
         if self.query_one("#run-tabs", TabbedContent).active == "tab-params":
-            self.show_parameters(path)
+            self.show_parameters(self._params_path)
 
     @on(TabbedContent.TabActivated, "#run-tabs")
     def _run_tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 NARROW = 110
 """Below this many columns the .grad goes under the values instead of beside them."""
+SET_HINT = "set: [0, 0] = 100 · = torch.zeros(8, 8) · enter"
 SetValue = Callable[[str], tuple[str, ...]]
 """Sets `PATH = EXPR` through the lab and shows it in the app; raises on a bad expression."""
 Step = Callable[[str], bool]
@@ -131,8 +132,7 @@ class ValuesScreen(Screen[None]):
             yield Heatmap(id="values-heat")
             yield PlotextPlot(id="values-hist")
         yield Static("", id="values-stats", markup=False)
-        yield Input(placeholder="set: [0, 0] = 100 · = torch.zeros(8, 8) · enter",
-                    id="values-set", compact=True)
+        yield Input(placeholder=SET_HINT, id="values-set", compact=True)
         yield Static("", id="values-error", markup=False)
         yield Footer()
 
@@ -185,7 +185,10 @@ class ValuesScreen(Screen[None]):
         self.query_one("#values-text", Static).update(view.values)
         self.query_one("#values-grad", Static).update(view.grad or "")
         self.query_one("#values-grad-box").set_class(view.grad is None, "-none")
-        self.query_one("#values-set", Input).disabled = not view.target
+        box = self.query_one("#values-set", Input)
+        box.disabled = not view.target
+        box.placeholder = SET_HINT if view.target else (
+            f"a {view.kind} cannot be set: only a parameter or a buffer")
         self.chart = self._chosen_chart or ("heat" if view.is_matrix else "hist")
         self._draw_chart()
         if not self.query_one("#values-error", Static).has_class("-ok"):
