@@ -270,3 +270,17 @@ async def test_values_view_at_80x24_is_usable() -> None:
         assert box.size.height >= 3 and box.size.width >= 70
         assert screen.query_one("#values-set", Input).region.bottom <= 23
 
+
+
+async def test_v_on_a_table_row_opens_that_rows_tensor() -> None:
+    app = lab_app("shared_mlp")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.inspector.query_one("#inspector-tabs", TabbedContent).active = "parameters"
+        await pilot.pause()
+        table = app.inspector.params_table
+        table.focus()
+        table.move_cursor(row=list(app.lab.snapshot.parameters).index("4.bias"))
+        await pilot.press("v")
+        await settle(pilot)
+        assert values_screen(app).view.text == "4.bias"

@@ -290,6 +290,9 @@ def open_values(app: Any, path: str | None = None) -> None:
     lab = app.lab
     if lab is None:
         return
+    focused = app.focused
+    if path is None and isinstance(focused, DataTable) and focused.row_count:
+        path = cursor_row_path(focused)  # v on a table row: that row's tensor
     if path is None:
         from tuilab.core.value_view import default_path
 
@@ -317,15 +320,26 @@ def open_values(app: Any, path: str | None = None) -> None:
     app.push_screen(ValuesScreen(lab, path, set_value=set_value, step=step))
 
 
-def selected_row_path(event: DataTable.RowSelected) -> str | None:
-    """The path of a selected table row, if it is one the values view can show."""
-    table = event.data_table
+def _table_row_path(table: DataTable[Any], row_key: Any) -> str | None:
     try:
-        row = [str(cell) for cell in table.get_row(event.row_key)]
+        row = [str(cell) for cell in table.get_row(row_key)]
     except Exception:
         return None
-    key = event.row_key.value if event.row_key is not None else None
-    return row_path(table.id, row, key)
+    return row_path(table.id, row, row_key.value if row_key is not None else None)
+
+
+def selected_row_path(event: DataTable.RowSelected) -> str | None:
+    """The path of a selected table row, if it is one the values view can show."""
+    return _table_row_path(event.data_table, event.row_key)
+
+
+def cursor_row_path(table: DataTable[Any]) -> str | None:
+    """The path of the row under a table's cursor (None: not a tensor's row)."""
+    try:
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+    except Exception:
+        return None
+    return _table_row_path(table, key)
 
 
 def follow_selection(app: Any, path: str | None) -> None:
