@@ -246,8 +246,11 @@ async def test_forward_in_train_mode_moves_batchnorm_buffers_in_the_inspector() 
         assert app.inspector.row_text("buffers", "bn.running_mean") != shown
         assert text_of(panel, "#forward-header").startswith("TRAIN mode")
         rows = table_rows(panel, "#forward-table")
-        assert rows[0][0] == "(root)" and any(r[0] == "bn" for r in rows)
-        assert text_of(panel, "#forward-output").startswith("out = [")
+        # the input first, with its expression, then one row per module call
+        assert rows[0][:2] == ["x (input)", lab.current_input.text]
+        assert rows[1][0] == "(root)" and any(r[0] == "bn" for r in rows)
+        assert text_of(panel, "#forward-output").startswith(
+            f"x = {lab.current_input.text} · out = [")
         # the first forward also echoes its (fixed, seeded) input: `x = torch.rand(...)`
         assert lab.code_log[-1].endswith("\nout = net(x)") and "x = torch.rand(" in (
             lab.code_log[-1])
