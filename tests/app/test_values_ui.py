@@ -1,4 +1,4 @@
-"""The values view (v), the chosen input (X) and set values, driven with real keys.
+"""The values view (V), the chosen input (X) and set values, driven with real keys.
 
 The proof is PyTorch itself: what the view prints is compared with `repr` of the live tensor,
 the forward output with the seed's figures (pool2d on arange(9) → [[4, 5], [7, 8]], corr2d →
@@ -41,10 +41,10 @@ def values_screen(app: Any) -> ValuesScreen:
 
 
 async def open_view(pilot: Pilot[Any], node: str) -> ValuesScreen:
-    """Select `node` in the builder and press v; the view once its worker has drawn it."""
+    """Select `node` in the builder and press V; the view once its worker has drawn it."""
     await settle(pilot)
     await select(pilot, node)
-    await pilot.press("v")
+    await pilot.press("V")
     await settle(pilot)
     return values_screen(pilot.app)
 
@@ -57,7 +57,7 @@ async def type_in(pilot: Pilot[Any], selector: str, text: str) -> None:
     await settle(pilot)
 
 
-async def test_v_opens_a_parameter_as_pytorch_prints_it() -> None:
+async def test_values_key_opens_a_parameter_as_pytorch_prints_it() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
         view = (await open_view(pilot, "2")).view
@@ -146,7 +146,7 @@ async def test_corr2d_kernel_set_in_the_view_gives_19_25_37_43(tmp_path: Path) -
         await settle(pilot)
         await pilot.press("X")
         await type_in(pilot, "#prompt-input", "torch.arange(9.).view(3, 3)")
-        await pilot.press("v")  # the root's first parameter: weight
+        await pilot.press("V")  # the root's first parameter: weight
         await settle(pilot)
         assert values_screen(app).view.text == "weight"
         await type_in(pilot, "#values-set", "= torch.tensor([[0., 1.], [2., 3.]])")
@@ -240,7 +240,7 @@ async def test_meta_model_says_it_has_no_values() -> None:
     app = lab_app("gpt2_xl")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("v")
+        await pilot.press("V")
         await settle(pilot)
         view = values_screen(app).view
         assert view is not None and "has no values" in view.values
@@ -272,7 +272,7 @@ async def test_values_view_at_80x24_is_usable() -> None:
 
 
 
-async def test_v_on_a_table_row_opens_that_rows_tensor() -> None:
+async def test_values_key_on_a_table_row_opens_that_rows_tensor() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -281,6 +281,6 @@ async def test_v_on_a_table_row_opens_that_rows_tensor() -> None:
         table = app.inspector.params_table
         table.focus()
         table.move_cursor(row=list(app.lab.snapshot.parameters).index("4.bias"))
-        await pilot.press("v")
+        await pilot.press("V")
         await settle(pilot)
         assert values_screen(app).view.text == "4.bias"

@@ -99,7 +99,7 @@ async def values_view() -> None:
         await _settle(app, pilot)
         app.builder.select_path("2")
         await pilot.pause()
-        await pilot.press("v")
+        await pilot.press("V")
         await _settle(app, pilot)
         app.screen.query_one("#values-set").focus()
         await pilot.press(*"[0, 0] = 100", "enter")

@@ -147,7 +147,7 @@ def test_values_view(snap_compare) -> None:
         app.lab.set_value("2.weight = torch.arange(64.).view(8, 8) / 10 - 3")
         app.builder.select_path("2")
         await pilot.pause()
-        await pilot.press("v")
+        await pilot.press("V")
         await _ready(pilot)
         _no_blink(pilot)
 

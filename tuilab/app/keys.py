@@ -73,8 +73,8 @@ KEY_GROUPS: tuple[tuple[str, tuple[Key, ...]], ...] = (
     )),
     ("Runs (run panel)", (
         Key("f", "run_forward", "Forward pass", "one forward pass on the input x", "f"),
-        Key("v", "values", "Values view",
-            "the selection's tensor as PyTorch prints it: slice it, set it", "v"),
+        Key("V", "values", "Values view",
+            "the selection's tensor as PyTorch prints it: slice it, set it", "V"),
         Key("b", "run_backward", "Backward pass", "loss.backward() on a batch of the task",
             "b"),
         Key("g", "run_zero_grad", "zero_grad", "clear every parameter's .grad", "g"),

@@ -658,7 +658,7 @@ class RunPanel(Widget, can_focus=True):
     def _refresh_parameters(self) -> None:
         """Redraw the Params tab, if it shows something, after gradients changed."""
         if self._params_path is not None:
-            self.show_parameters(self._params_path)
+            self.show_parameters(self._params_path or "")
 
     def follow_node(self, path: str) -> None:
         """The Params tab follows the builder's selection (recomputed only while visible)."""
@@ -671,7 +671,7 @@ class RunPanel(Widget, can_focus=True):
         """Once the cursor rests (a key held down would recompute every row it passes)."""
         self._follow_timer = None
         if self.query_one("#run-tabs", TabbedContent).active == "tab-params":
-            self.show_parameters(self._params_path)
+            self.show_parameters(self._params_path or "")
 
     @on(TabbedContent.TabActivated, "#run-tabs")
     def _run_tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -1,6 +1,6 @@
 """The values view: one tensor of the live model as PyTorch prints it, and setting it.
 
-Opened with `v` on the selected node (its first parameter, or its output after a forward pass)
+Opened with `V` on the selected node (its first parameter, or its output after a forward pass)
 or with enter on a row of the inspector's tables or the run panel's Forward / Backward /
 Params tabs. It shows the tensor's header (shape, dtype, device, requires_grad, grad_fn), its
 values in torch's own formatting (summarised above torch's threshold), its `.grad` beside it,
@@ -292,7 +292,7 @@ def open_values(app: Any, path: str | None = None) -> None:
         return
     focused = app.focused
     if path is None and isinstance(focused, DataTable) and focused.row_count:
-        path = cursor_row_path(focused)  # v on a table row: that row's tensor
+        path = cursor_row_path(focused)  # V on a table row: that row's tensor
     if path is None:
         from tuilab.core.value_view import default_path
 
