@@ -62,6 +62,40 @@ async def test_spec_argument_loads_in_a_worker() -> None:
         assert "lenet" in app.header.text
 
 
+async def test_the_footers_lab_keys_come_alive_once_the_lab_loads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the lab loads its keys are off (dimmed in the footer); once it has loaded, with no
+    key pressed, they are on (the footer stayed dimmed until the next key or focus change).
+    The load is held until the footer has been drawn dimmed, so the order is certain."""
+    import threading
+
+    from textual.widgets._footer import FooterKey
+
+    from tuilab.core.lab import Lab
+
+    loaded = threading.Event()
+    build = Lab.from_workspace.__func__
+
+    def held_build(cls: type[Lab], *args: object, **kwargs: object) -> Lab:
+        assert loaded.wait(60), "the test never released the load"
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Lab, "from_workspace", classmethod(held_build))
+
+    def add_key_disabled() -> bool:
+        keys = {key.action: key for key in app.screen.query(FooterKey)}
+        return keys["add_after"].has_class("-disabled")
+
+    app = make_app("lenet")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.lab is None and add_key_disabled()
+        loaded.set()
+        await settle(pilot)
+        assert app.lab is not None
+        assert not add_key_disabled()
+
+
 async def test_unknown_spec_is_a_message_not_a_crash() -> None:
     app = make_app("no_such_preset")
     async with app.run_test(size=SIZE) as pilot:

@@ -93,16 +93,18 @@ def test_lesson_pane(snap_compare) -> None:
     async def walk(pilot: Pilot) -> None:
         app = pilot.app
         assert isinstance(app, TuilabApp)
-        for _ in range(200):
+        for _ in range(2400):  # waits on the lab, never on the clock's figure (a busy machine)
             await pilot.pause(0.05)
             if app.lessons.lab is not None and app.lab is app.lessons.lab:
                 break
+        assert app.lab is app.lessons.lab, "the lesson's lab never opened"
         await _ready(pilot)
         await pilot.press("n")
-        for _ in range(200):
+        for _ in range(2400):
             await pilot.pause(0.05)
             if app.lessons.result is not None and app.lessons.result.ok:
                 break
+        assert app.lessons.result is not None and app.lessons.result.ok
         await _ready(pilot)
 
     app = make_app("mlp", lesson="001", lesson_step=6)

@@ -382,6 +382,7 @@ class TuilabApp(WeightsActions, App[int]):
         `announce=False` for a lesson's step, whose pane already says what opened."""
         previous = self.lab
         self.lab = lab
+        self.refresh_bindings()  # the lab's keys are possible now: the footer shows them on
         try:
             if lab.editable:
                 self.builder.show_spec(lab.spec, new_model=previous is not None)
