@@ -218,11 +218,54 @@ async def test_quitting_during_a_run_stops_its_thread() -> None:
         await start_run(pilot, 10**7)
         await wait_for(pilot, lambda: panel.last_batch is not None, what="a first batch")
         app.exit()
-    deadline = time.monotonic() + 10
-    while lab.runs[-1].status == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
+        done = panel._thread_done
+    assert done.wait(120), "the training thread never left its step"
     assert lab.runs[-1].status == "stopped"
     assert lab.busy_reason == ""
+
+
+async def test_a_cancelled_run_is_ended_only_once_its_thread_leaves_the_model() -> None:
+    """Quitting cancels the run's worker at once, but its thread is still inside a step: the
+    lab's refresh (reading every .grad) must wait until the step is over. Before, it ran at
+    the cancel, beside the step's zero_grad/backward, and once segfaulted the process."""
+    import threading
+
+    lab = Lab(load_preset("mlp"))
+    lab.train_settings = {"val_every": 0}
+    hold, inside, release = threading.Event(), threading.Event(), threading.Event()
+
+    def block_in_forward(module: Any, args: Any) -> None:
+        if hold.is_set() and threading.current_thread() is not threading.main_thread():
+            inside.set()
+            release.wait(120)
+            inside.clear()
+
+    lab.model.register_forward_pre_hook(block_in_forward)
+    refreshed_in_step: list[bool] = []
+    after_run = lab.after_run
+
+    def recording_after_run(run: Any) -> Any:
+        refreshed_in_step.append(inside.is_set())
+        return after_run(run)
+
+    lab.after_run = recording_after_run  # type: ignore[method-assign]
+    app = make_app(lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await ready(pilot)
+        await start_run(pilot, 10**7)
+        await wait_for(pilot, lambda: panel.last_batch is not None, what="a first batch")
+        hold.set()
+        await wait_for(pilot, inside.is_set, what="the thread inside a step")
+        worker = panel._worker
+        assert worker is not None
+        worker.cancel()  # what quitting or removing the panel does
+        await pilot.pause()
+        await pilot.pause()
+        assert panel.running and refreshed_in_step == []  # not ended under the step's feet
+        release.set()
+        await wait_for(pilot, lambda: not panel.running, what="the run to end")
+        assert refreshed_in_step == [False]
+        assert lab.runs[-1].status == "stopped"
 
 
 # --------------------------------------------------------------------------------------------

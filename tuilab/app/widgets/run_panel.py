@@ -318,6 +318,13 @@ class RunPanel(Widget, can_focus=True):
             self.kind = kind
             self.view = view
 
+    class TrainingThreadEnded(Message):
+        """The training thread of a cancelled worker has left its last step (its own finally)."""
+
+        def __init__(self, worker: Worker[None]) -> None:
+            super().__init__()
+            self.worker = worker
+
     class RunEnded(Message):
         """A run finished, stopped or failed; ``run.status`` says which (tests wait on it)."""
 
@@ -334,6 +341,8 @@ class RunPanel(Widget, can_focus=True):
         self._stop = threading.Event()
         self._pause = threading.Event()
         self._worker: Worker[None] | None = None
+        self._thread_done = threading.Event()
+        """Set by the training thread once it has left its last step (tests may wait on it)."""
         self._hooks: Any = None  # views.HookBoard, created on first use
         self._cam_data: dict[tuple[Any, ...], Any] = {}
         self._cam_index = 0
@@ -932,6 +941,7 @@ class RunPanel(Widget, can_focus=True):
         self.last_batch = None
         self._stop = threading.Event()
         self._pause = threading.Event()
+        self._thread_done = threading.Event()
         self.paused = False
         self.running = True
         self.query_one("#train-progress", ProgressBar).update(
@@ -940,7 +950,7 @@ class RunPanel(Widget, can_focus=True):
         self.query_one(LossPlot).set_runs(self.lab.runs)
         self._show_tab("tab-training")
         self.post_message(CodeLine(self._loop_code(settings)))
-        self._worker = self._train(run, self._stop, self._pause)
+        self._worker = self._train(run, self._stop, self._pause, self._thread_done)
         return self._worker
 
     @staticmethod
@@ -963,8 +973,12 @@ class RunPanel(Widget, can_focus=True):
         return "\n".join("# " + line for line in lines)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
-    def _train(self, run: RunRecord, stop: threading.Event, pause: threading.Event) -> None:
-        """Iterate the lab's training generator; post each batch (≤ ~2/s) to the UI."""
+    def _train(self, run: RunRecord, stop: threading.Event, pause: threading.Event,
+               done: threading.Event) -> None:
+        """Iterate the lab's training generator; post each batch (≤ ~2/s) to the UI.
+
+        A cancelled worker (quit, or the panel removed) is only *marked* cancelled: this thread
+        runs on to the end of its step, so it says when it has really left the model."""
         worker = get_current_worker()
         batches = self.lab.train(run, stop, pause)
         try:
@@ -975,6 +989,9 @@ class RunPanel(Widget, can_focus=True):
                     pause.clear()
         finally:
             batches.close()
+            done.set()
+            if worker.is_cancelled:
+                self.post_message(self.TrainingThreadEnded(worker))
 
     def on_run_panel_metrics(self, message: Metrics) -> None:
         """Keep the latest batch; the progress line shows it at most every ``UI_INTERVAL``.
@@ -1044,7 +1061,18 @@ class RunPanel(Widget, can_focus=True):
         if worker is not self._worker or event.state not in (
                 WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             return
+        if event.state == WorkerState.CANCELLED and not self._thread_done.is_set():
+            # The thread is still inside a step: reading the model now (the inspector's
+            # refresh) races its zero_grad and backward, which crashed the process once.
+            self._stop.set()
+            self._pause.clear()
+            return
         self._finish_run(worker)
+
+    def on_run_panel_training_thread_ended(self, message: TrainingThreadEnded) -> None:
+        """A cancelled run's thread has left the model: now the run can end on screen."""
+        if message.worker is self._worker:
+            self._finish_run(message.worker)
 
     def _finish_run(self, worker: Worker[None]) -> None:
         """The one place a run ends: message, inspector refresh, decision regions."""
