@@ -160,6 +160,36 @@ async def test_corr2d_kernel_set_in_the_view_gives_19_25_37_43(tmp_path: Path) -
             app.code_log.all_text
 
 
+async def test_tab_goes_from_the_path_to_the_set_box_and_back() -> None:
+    """Keys only, as a user does: tab reaches the set box at once (the scrolling boxes were in
+    the tab order before it, and typed keys fell on them silently)."""
+    app = lab_app("shared_mlp")
+    async with app.run_test(size=SIZE) as pilot:
+        await open_view(pilot, "2")
+        assert app.focused is not None and app.focused.id == "values-path"
+        await pilot.press("tab")
+        assert app.focused is not None and app.focused.id == "values-set"
+        await pilot.press(*"[0, 0] = 100", "enter")
+        await settle(pilot)
+        assert float(app.lab.model[2].weight.detach()[0, 0]) == 100.0
+        await pilot.press("tab")
+        assert app.focused is not None and app.focused.id == "values-path"
+
+
+async def test_page_keys_scroll_a_long_tensor() -> None:
+    app = lab_app("lenet")
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = await open_view(pilot, "fc1")
+        box = view.query_one("#values-text-box")
+        assert box.max_scroll_y > 0
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert box.scroll_y > 0
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert box.scroll_y == 0
+
+
 async def test_set_on_a_tied_layer_shows_at_both_places_undo_and_redo() -> None:
     app = lab_app("shared_mlp")
     async with app.run_test(size=SIZE) as pilot:

@@ -68,6 +68,9 @@ class ValuesScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
+        Binding("tab", "app.focus_next", "Path ⇄ set"),
+        Binding("pageup", "scroll_values(-1)", "Scroll values", show=False),
+        Binding("pagedown", "scroll_values(1)", "Scroll values", show=False),
         Binding("ctrl+t", "toggle_chart", "Heatmap/histogram", priority=True),
         Binding("ctrl+z", "step('undo')", "Undo", priority=True),
         Binding("ctrl+y", "step('redo')", "Redo", priority=True),
@@ -139,6 +142,8 @@ class ValuesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#values-text-box").border_title = "values"
         self.query_one("#values-grad-box").border_title = ".grad"
+        for box in self.query(VerticalScroll):  # tab goes path ⇄ set; page keys scroll these
+            box.can_focus = False
         for widget in self.query(Input):
             widget.cursor_blink = False
         self.query_one("#values-path", Input).focus()
@@ -260,6 +265,11 @@ class ValuesScreen(Screen[None]):
     def action_toggle_chart(self) -> None:
         self.chart = self._chosen_chart = "hist" if self.chart == "heat" else "heat"
         self._draw_chart()
+
+    def action_scroll_values(self, pages: int) -> None:
+        """The values box is out of the tab order (so tab reaches the set box at once)."""
+        box = self.query_one("#values-text-box", VerticalScroll)
+        box.scroll_to(y=box.scroll_y + pages * max(1, box.scrollable_content_region.height - 1))
 
     def action_step(self, which: str) -> None:
         if self._step(which):
