@@ -91,3 +91,17 @@ def installed_tuilab() -> str:
 @pytest.fixture
 def terminal_factory() -> Callable[..., Terminal]:
     return Terminal
+
+
+
+@pytest.fixture
+def refusing_kernels() -> Iterator[Callable[..., object]]:
+    """`refusing_kernels(dtype, stage=..., ops=...)`: until the test ends, this PyTorch
+    build's LSTM (or another recurrent op) refuses `dtype` as oneDNN does on some CPUs (see
+    tests/kernel_faults.py). Returns the fake, which counts the calls it refused."""
+    from contextlib import ExitStack
+
+    from kernel_faults import refusing
+
+    with ExitStack() as stack:
+        yield lambda *args, **kwargs: stack.enter_context(refusing(*args, **kwargs))

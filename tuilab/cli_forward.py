@@ -124,6 +124,11 @@ def _make_lab(options: argparse.Namespace) -> Any:
     lab.set_training(not options.eval)
     if options.dtype != lab.dtype_name:
         lab.set_dtype(options.dtype)
+    if options.backward is not None:  # set_dtype probed the forward; the backward must run too
+        from tuilab.core.dtype_probe import check_dtype
+        from tuilab.core.runtime import model_dtype
+
+        check_dtype(lab.model, model_dtype(lab.model), lab.device, backward=True)
     if options.input_shape is not None:
         lab.set_input_shape(options.input_shape)
     if options.input is not None:

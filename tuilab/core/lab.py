@@ -857,6 +857,12 @@ class Lab:
                               f"{', '.join(known)})", where=str(unknown[0]))
         check_config(TrainConfig(**{**_config_only(settings), "device": self.device,
                                     "dtype": self.dtype_name}))
+        from tuilab.core.dtype_probe import check_dtype
+        from tuilab.core.runtime import parse_dtype
+
+        # The run trains the weights in the lab's dtype: a layer that cannot is refused here,
+        # before a run enters the history.
+        check_dtype(self.model, parse_dtype(self.dtype_name), self.device, backward=True)
         if settings.get("processes", 1) != 1:
             from tuilab.core.distributed import check_processes
 

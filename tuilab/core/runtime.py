@@ -329,6 +329,12 @@ def change_mode(
             return m.to(target_device)
         return m.to(target_dtype)
 
+    # Layers whose kernels a build may lack (an LSTM in bfloat16 on some CPUs) are tried
+    # first, each as a fresh copy: the refusal names the layer, and costs no deep copy.
+    from tuilab.core.dtype_probe import check_dtype
+
+    check_dtype(model, target_dtype or model_dtype(model), target_device or model_device(model),
+                name=name)
     try:
         trial = copy.deepcopy(model)
     except Exception as err:

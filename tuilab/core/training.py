@@ -62,6 +62,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tuilab.core.dtype_probe import check_dtype
 from tuilab.core.errors import ModeError, TuilabError
 from tuilab.core.outputs import prediction
 from tuilab.core.runtime import (
@@ -482,6 +483,9 @@ def _prepare(model: nn.Module, data: Any, config: TrainConfig) -> _Run:
             "weights and use float16 mixed precision on a GPU, use bfloat16, or use sgd",
             where="optimizer",
         )
+    # Before the first step: a layer without a kernel for this dtype here is a refusal that
+    # names it, not a run failing at step 1.
+    check_dtype(model, dtype, device, backward=True, autocast=mixed)
     loss_name = config.loss or data.loss
     loss_fn = make_loss(loss_name)
     n = int(data.x_train.shape[0])
