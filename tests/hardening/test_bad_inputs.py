@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 from hardening_helpers import lab_of, lab_state, spec_of
+from kernel_faults import refusing
 from torch import nn
 
 from tuilab.core.errors import (
@@ -94,6 +95,26 @@ class HalfUnfriendly(nn.Module):
 
 def half_unfriendly() -> Lab:
     return Lab(module=HalfUnfriendly(), input_shape=(2, 4), name="inv")
+
+
+def lstm() -> Lab:
+    return lab_of("lstm")
+
+
+def lstm_bfloat16() -> Lab:
+    lab = lstm()
+    lab.set_dtype("bfloat16")
+    return lab
+
+
+def without_kernel(act: Callable[[Lab], Any], stage: str = "forward") -> Callable[[Lab], Any]:
+    """`act` on a PyTorch build whose LSTM has no bfloat16 kernel (in `stage`), as oneDNN on
+    some CPUs; this machine's torch has one, so the build is made (tests/kernel_faults.py)."""
+    def run(lab: Lab) -> Any:
+        with refusing(torch.bfloat16, stage=stage):
+            return act(lab)
+
+    return run
 
 
 def busy_mlp() -> Lab:
@@ -208,6 +229,14 @@ CASES = [
     Case("float16-op-missing-on-cpu", half_unfriendly, lambda lab: lab.set_dtype("float16"),
          ModeError, (r"cannot run in torch\.float16", r"Low precision dtypes not supported",
                      r"left as it was"), "mode"),
+    Case("bfloat16-lstm-without-kernel", lstm,
+         without_kernel(lambda lab: lab.set_dtype("bfloat16")), ModeError,
+         (r"^dtype: rnn \(LSTM\) cannot run in bfloat16 on cpu in this PyTorch build "
+          r"\(oneDNN\): could not create a primitive descriptor", r"Use float32"), "dtype"),
+    Case("bfloat16-lstm-cannot-train", lstm_bfloat16,
+         without_kernel(lambda lab: lab.start_run({"steps": 5}), stage="backward"), ModeError,
+         (r"rnn \(LSTM\) runs forward but cannot train \(backward\) in bfloat16 on cpu",
+          r"not implemented for 'BFloat16'"), "dtype"),
     Case("too-large-to-move", gpt2_xl, lambda lab: lab.set_device("cpu"), ModeError,
          (r"gpt2_xl needs 6\.1 GiB", r"meta device"), "device"),
     # --- runs -----------------------------------------------------------------------------
@@ -263,7 +292,7 @@ def test_a_bad_input_is_refused_with_its_reason_and_changes_nothing(case: Case) 
 
 
 def test_case_count_is_what_the_readme_reports() -> None:
-    assert len(CASES) >= 55
+    assert len(CASES) >= 59
 
 
 # --------------------------------------------------------------------------------------------

@@ -541,3 +541,104 @@ async def test_the_training_forms_error_is_on_screen(size: tuple[int, int]) -> N
         visible = screen.query_one("#form").region
         assert region.height >= 1 and region.y >= 0 and region.bottom <= size[1]
         assert visible.contains_region(region), (region, visible)
+
+
+# --- 4h: a bfloat16 LSTM that this build cannot run is refused before the run -----------------
+# The tester's CPU had no oneDNN bfloat16 LSTM; this machine's torch has one, so the build that
+# lacks it is made on demand (`refusing_kernels`, tests/kernel_faults.py).
+NO_KERNEL = (r"rnn \(LSTM\) {what} {how} on cpu in this PyTorch build \(oneDNN\): "
+             r"{message}.* Use float32, or run it on cuda\.")
+
+
+def test_train_refuses_a_bfloat16_lstm_without_a_kernel_before_the_run(
+        refusing_kernels, capsys: pytest.CaptureFixture[str]) -> None:
+    from tuilab.cli import main
+
+    fake = refusing_kernels(torch.bfloat16)
+    assert main(["train", "lstm", "--dtype", "bfloat16", "--steps", "5"]) == 2
+    out, err = capsys.readouterr()
+    assert re.fullmatch("error: dtype: " + NO_KERNEL.format(
+        what="cannot train", how="under bfloat16 autocast",
+        message="could not create a primitive descriptor for the LSTM forward"), err.strip()), err
+    assert "5/5" not in out and "step 1" not in err  # no run started
+    assert fake.calls == 1  # the probe's one tiny layer, not the model
+
+
+@pytest.mark.parametrize(("stage", "args", "what"), [
+    ("forward", [], "cannot run"),
+    ("backward", ["--backward"], r"runs forward but cannot train \(backward\)"),
+])
+def test_forward_refuses_a_bfloat16_lstm_without_a_kernel_with_exit_2(
+        refusing_kernels, capsys: pytest.CaptureFixture[str], stage: str, args: list[str],
+        what: str) -> None:
+    from tuilab.cli import main
+
+    refusing_kernels(torch.bfloat16, stage=stage)
+    assert main(["forward", "lstm", "--dtype", "bfloat16", *args]) == 2
+    out, err = capsys.readouterr()
+    message = ("could not create" if stage == "forward"
+               else "\"mkldnn_rnn_layer_backward\" not implemented for 'BFloat16'")
+    assert re.search(NO_KERNEL.format(what=what, how="in bfloat16", message=message), err), err
+    assert out == ""
+
+
+async def _press_until(pilot, key: str, done) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        await pilot.press(key)
+        await pilot.pause(0.2)
+    assert done()
+
+
+async def test_the_apps_precision_key_refuses_it_visibly_and_changes_nothing(
+        refusing_kernels) -> None:
+    from hardening_helpers import lab_state
+
+    from tuilab.app.app import make_app
+    from tuilab.app.screens.dialogs import ChoiceScreen
+
+    refusing_kernels(torch.bfloat16)
+    lab = Lab.from_workspace(load_workspace(REPO / "presets" / "lstm.toml"))
+    app = make_app(lab=lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        before = lab_state(lab)
+        await _press_until(pilot, "P", lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("down", "down", "enter")  # float32 -> float16 -> bfloat16
+        await pilot.pause(0.2)
+        messages = [n.message for n in app._notifications]
+        assert any(re.search(NO_KERNEL.format(what="cannot run", how="in bfloat16",
+                                              message="could not create"), m)
+                   for m in messages), messages
+        assert lab_state(lab) == before and lab.dtype_name == "float32"
+        assert app.is_running
+
+
+async def test_the_apps_run_refuses_a_bfloat16_lstm_that_cannot_train(refusing_kernels) -> None:
+    from textual.widgets import Input
+
+    from tuilab.app.app import make_app
+    from tuilab.app.screens.train_settings import TrainSettingsScreen
+
+    lab = Lab.from_workspace(load_workspace(REPO / "presets" / "lstm.toml"))
+    lab.set_dtype("bfloat16")  # its forward runs: the precision change is allowed
+    refusing_kernels(torch.bfloat16, stage="backward")
+    app = make_app(lab=lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        weights = {k: v.clone() for k, v in lab.model.state_dict().items()}
+        await _press_until(pilot, "t", lambda: isinstance(app.screen, TrainSettingsScreen))
+        app.screen.query_one("#steps", Input).value = "5"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        await app.workers.wait_for_complete()
+        messages = [n.message for n in app._notifications]
+        assert any(re.search(NO_KERNEL.format(
+            what=r"runs forward but cannot train \(backward\)", how="in bfloat16",
+            message="\"mkldnn_rnn_layer_backward\" not implemented"), m)
+            for m in messages), messages
+        assert lab.runs == [] and lab.busy_reason == "" and lab.dtype_name == "bfloat16"
+        assert all(torch.equal(v, weights[k]) for k, v in lab.model.state_dict().items())
+        assert app.is_running

@@ -24,8 +24,9 @@ How:
 * A refusal is one :class:`~tuilab.core.errors.ModeError` sentence: the module's path and type,
   the dtype and device, torch's own message after ours, and what to do instead.
 
-The lab's precision change (``runtime.change_mode``), the trainer's ``_prepare`` (the app's run
-panel and ``tuilab train``) and ``tuilab forward --backward`` call it. Only torch and the
+The lab's precision and device changes (``runtime.change_mode``), the start of a run in the
+lab (``Lab.start_run``, before the run enters the history), the trainer's ``_prepare``
+(``tuilab train``) and ``tuilab forward --backward`` call it. Only torch and the
 standard library are imported here.
 """
 
