@@ -49,6 +49,8 @@ class RefusingVF:
         if isinstance(first, torch.Tensor) and first.dtype == self._dtype:
             return True
         device = first.device.type if isinstance(first, torch.Tensor) else "cpu"
+        if device not in ("cpu", "cuda"):  # the shape summary runs on meta: no kernel there
+            return False
         return (torch.is_autocast_enabled(device)
                 and torch.get_autocast_dtype(device) == self._dtype)
 
