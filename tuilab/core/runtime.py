@@ -330,7 +330,8 @@ def change_mode(
         return m.to(target_dtype)
 
     # Layers whose kernels a build may lack (an LSTM in bfloat16 on some CPUs) are tried
-    # first, each as a fresh copy: the refusal names the layer, and costs no deep copy.
+    # first, each as a tiny fresh copy (core/dtype_probe.py): the refusal names the layer,
+    # where the whole-model trial below could only quote torch.
     from tuilab.core.dtype_probe import check_dtype
 
     check_dtype(model, target_dtype or model_dtype(model), target_device or model_device(model),
