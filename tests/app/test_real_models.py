@@ -49,6 +49,28 @@ async def test_each_real_model_opens_without_an_error(name: str) -> None:
         assert app.summary is not before and app.summary.ok
 
 
+@pytest.mark.parametrize("name", ["gpt2", "bert", "llama"])
+async def test_transformers_models_open_without_an_error(name: str) -> None:
+    """GPT-2, BERT and Llama from transformers (small configs, offline): token ids guessed,
+    shapes and MACs computed, `T` recomputes them; GPT-2's tied lm_head is marked."""
+    pytest.importorskip("transformers")
+    app = make_app(f"{MODELS}:{name}")
+    async with app.run_test(size=SIZE) as pilot:
+        await _open(pilot)
+        assert app.lab is not None and app.lab.takes_tokens
+        assert app.summary.ok, app.summary.error
+        assert app.summary.total_macs > 0
+        assert not isinstance(app.screen, TextPrompt)
+        before = app.summary
+        await pilot.press("T")
+        await settle(pilot)
+        assert not app.lab.training
+        assert app.summary is not before and app.summary.ok
+        if name == "gpt2":
+            assert app.lab.snapshot.parameters["lm_head.weight"].shared_with == (
+                "transformer.wte.weight",)
+
+
 async def test_t_recomputes_the_shapes_and_clears_the_error() -> None:
     """A ResNet on a batch of one fails in train mode; `T` (the hint's own advice) switches
     to eval, and the shapes are computed again: the error goes (it stayed before)."""

@@ -166,3 +166,32 @@ class Pickyish(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x.reshape(x.shape[0], 7, 9) * self.scale).sum(-1)
+
+
+# Real transformers models from small configs (random weights, built offline, never from a
+# hub), opened in the app as `realish_models.py:gpt2` like any user's file.
+_SMALL = {"vocab_size": 100}
+
+
+def gpt2() -> nn.Module:
+    import transformers
+
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        n_layer=1, n_head=2, n_embd=16, n_positions=32, bos_token_id=0, eos_token_id=0,
+        **_SMALL))
+
+
+def llama() -> nn.Module:
+    import transformers
+
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, hidden_size=16,
+        intermediate_size=32, max_position_embeddings=32, **_SMALL))
+
+
+def bert() -> nn.Module:
+    import transformers
+
+    return transformers.BertForSequenceClassification(transformers.BertConfig(
+        num_hidden_layers=1, num_attention_heads=2, hidden_size=16, intermediate_size=32,
+        max_position_embeddings=32, num_labels=3, **_SMALL))

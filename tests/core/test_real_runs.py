@@ -174,21 +174,9 @@ def test_a_token_classifier_defaults_to_the_teacher_not_next_token() -> None:
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
 def test_transformers_models_from_a_config_open_train_and_backward(kind: str) -> None:
-    """Optional: transformers is not a test dependency (skipped where it is absent). Small
-    configs, built offline: nothing comes from a hub."""
-    transformers = pytest.importorskip("transformers")
-    small = {"vocab_size": 100}
-    if kind == "gpt2":
-        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-            n_layer=1, n_head=2, n_embd=16, n_positions=32, **small))
-    elif kind == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, hidden_size=16,
-            intermediate_size=32, max_position_embeddings=32, **small))
-    else:
-        model = transformers.BertForSequenceClassification(transformers.BertConfig(
-            num_hidden_layers=1, num_attention_heads=2, hidden_size=16, intermediate_size=32,
-            max_position_embeddings=32, num_labels=3, **small))
+    """Small configs, built offline (`realish_models.gpt2` …): nothing comes from a hub."""
+    pytest.importorskip("transformers")  # in the test extra; skipped only where absent
+    model = getattr(R, kind)()
     lab = module_lab(model, kind)
     assert lab.input_guess is not None and lab.input_guess.ok and lab.summary().ok
     assert lab.default_task == ("teacher" if kind == "bert" else "tokens")
