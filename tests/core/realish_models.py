@@ -1,5 +1,6 @@
-"""Hand-written stand-ins for the models users bring (torchvision and transformers are not
-test dependencies): each has the trait that made the real one open badly or run badly.
+"""Stand-ins for the models users bring (torchvision is not a test dependency): each has the
+trait that made the real one open badly or run badly; and, at the end, real transformers
+models from small configs.
 
 - ``ResNetish``: BatchNorm in train mode, residual adds, an adaptive pool (any image size;
   the batch of one that tuilab used to guess fails BatchNorm once the map is 1x1).
