@@ -8,7 +8,8 @@ the shape-summary worker, no clock is drawn, and inputs do not blink. Regenerate
 from __future__ import annotations
 
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Tabs
+from textual.widgets._tabs import Underline
 
 from tuilab.app.app import TuilabApp, make_app
 from tuilab.core.lab import Lab
@@ -19,15 +20,50 @@ def _app(preset: str) -> TuilabApp:
     return make_app(lab=Lab.from_workspace(load_workspace_arg(preset)))
 
 
+def _underlines_pending(app: TuilabApp) -> list[Underline]:
+    """Shown tab bars whose underline is not yet under the active tab: Textual places it
+    after a refresh, which a busy machine may not have drawn when the snapshot is taken."""
+    pending = []
+    for tabs in app.screen.query(Tabs):
+        underline = tabs.query_one(Underline)
+        if tabs.region.area and tabs.tab_count and (
+                not tabs.active or not underline.show_highlight
+                or underline.highlight_end <= underline.highlight_start):
+            pending.append(underline)
+    return pending
+
+
 async def _ready(pilot: Pilot) -> None:
     app = pilot.app
     await pilot.pause()
-    for _ in range(100):
+    for _ in range(1200):
         if not getattr(app, "summary_pending", False):
             break
         await pilot.pause(0.05)
     await app.workers.wait_for_complete()
     await pilot.pause()
+    for _ in range(200):  # frames, not a time limit: each pause lets one more refresh run
+        if not _underlines_pending(app):
+            break
+        await pilot.pause(0.05)
+    for tabs in app.screen.query(Tabs):  # placed now, without the slide (textual 8.2.x)
+        tabs._highlight_active(animate=False)
+    await pilot.pause()
+
+
+async def _select(pilot: Pilot, path: str) -> None:
+    """Put the builder's cursor on `path`, and wait until it is there: the tree moves its
+    cursor after a refresh, and a key pressed before that acts on the old node (the root)."""
+    app = pilot.app
+    assert isinstance(app, TuilabApp)
+    app.builder.focus()
+    app.builder.select_path(path)
+    for _ in range(200):  # frames, not a time limit
+        await pilot.pause()
+        if app.builder.selected_path == path:
+            return
+        await pilot.pause(0.05)
+    assert app.builder.selected_path == path
 
 
 def _no_blink(pilot: Pilot) -> None:
@@ -52,8 +88,7 @@ def test_arg_form(snap_compare) -> None:
         await _ready(pilot)
         app = pilot.app
         assert isinstance(app, TuilabApp)
-        app.builder.select_path("conv1")
-        await pilot.pause()
+        await _select(pilot, "conv1")
         await pilot.press("e")
         await pilot.pause()
         _no_blink(pilot)
@@ -65,8 +100,7 @@ def test_arg_form_with_a_bad_value(snap_compare) -> None:
     async def bad_value(pilot: Pilot) -> None:
         await _ready(pilot)
         app = pilot.app
-        app.builder.select_path("2")
-        await pilot.pause()
+        await _select(pilot, "2")
         await pilot.press("e")
         await pilot.pause()
         _no_blink(pilot)
@@ -104,7 +138,12 @@ def test_lesson_pane(snap_compare) -> None:
             await pilot.pause(0.05)
             if app.lessons.result is not None and app.lessons.result.ok:
                 break
-        assert app.lessons.result is not None and app.lessons.result.ok
+        lessons = app.lessons
+        assert lessons.result is not None and lessons.result.ok, (
+            f"after n: {lessons.result and lessons.result.got!r}; on the lesson's lab: "
+            f"{app.lab is lessons.lab}; busy: {lessons._busy}; acted: {lessons._did_actions}; "
+            f"focus: {app.focused!r}; screen: {app.screen!r}; "
+            f"said: {[n.message for n in app._notifications]}")
         await _ready(pilot)
 
     app = make_app("mlp", lesson="001", lesson_step=6)
@@ -131,7 +170,7 @@ def test_unsaved_changes_dialog_at_80x24(snap_compare) -> None:
         await _ready(pilot)
         app = pilot.app
         assert isinstance(app, TuilabApp)
-        app.builder.select_path("1")
+        await _select(pilot, "1")
         await pilot.press("d")
         await _ready(pilot)
         await pilot.press("q")
@@ -147,8 +186,7 @@ def test_values_view(snap_compare) -> None:
         app = pilot.app
         assert isinstance(app, TuilabApp) and app.lab is not None
         app.lab.set_value("2.weight = torch.arange(64.).view(8, 8) / 10 - 3")
-        app.builder.select_path("2")
-        await pilot.pause()
+        await _select(pilot, "2")
         await pilot.press("V")
         await _ready(pilot)
         _no_blink(pilot)
