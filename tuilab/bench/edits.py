@@ -222,20 +222,25 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
 
     if edit == "add a block":
         leaf = last_linear(lab)
-        before: set[str] = set()
+        before = [0]
+
+        def shown_blocks() -> int:
+            # Counted, not looked up by new path: inserted before a positional sibling
+            # (rows_10k's last Linear is followed by a ReLU), the block takes that sibling's
+            # path and the sibling a new one, so the new path is the ReLU's.
+            tree = inspector.modules_tree
+            return sum(1 for path in tree.handles
+                       if (row := tree.rows.get(path)) is not None and row.cls == ADDED_BLOCK)
 
         async def prepare_add() -> None:
             await select(leaf)
             app.palette.select_block(ADDED_BLOCK)
             builder.focus()
             await pilot.pause()
-            before.clear()
-            before.update(inspector.modules_tree.handles)
+            before[0] = shown_blocks()
 
         def added() -> bool:
-            new = set(inspector.modules_tree.handles) - before
-            return any(lab.snapshot.modules[p].cls == ADDED_BLOCK for p in new
-                       if p in lab.snapshot.modules)
+            return shown_blocks() > before[0]
 
         return AppEdit(prepare_add, ("a",), added, undo)
 
