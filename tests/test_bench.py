@@ -297,3 +297,35 @@ def test_the_10000_row_model_has_10000_rows_and_builds() -> None:
     lab = Lab(edit_spec(ROWS_10K))
     assert len(lab.snapshot.modules) == 10_001  # the Sequential and its 10,000 children
     assert last_linear(lab) == "9998"
+
+
+async def test_the_bench_sees_a_block_added_before_a_positional_sibling() -> None:
+    """rows_10k's last Linear is followed by a ReLU: the Dropout added after it takes the
+    ReLU's path and the ReLU a new one. The bench's check waited for a *new path* holding a
+    Dropout, which never came, so rows_10k's first app edit "did not reach its frame"."""
+    from tuilab.app.app import make_app
+    from tuilab.bench.edits import APP_SIZE, app_edit
+    from tuilab.core.lab import Lab
+    from tuilab.core.spec import ModelSpec, Node, make_node
+
+    children = tuple(
+        make_node("Linear", str(i), {"in_features": 4, "out_features": 4}) if i % 2 == 0
+        else make_node("ReLU", str(i)) for i in range(4))
+    lab = Lab(ModelSpec("pairs", Node(name="", block="Sequential", children=children), (2, 4)))
+    app = make_app(lab=lab)
+    async with app.run_test(size=APP_SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        steps = app_edit("add a block", app, pilot)
+        await steps.prepare()
+        assert not steps.shown()
+        await pilot.press(*steps.keys)
+        for _ in range(20):
+            if steps.shown():
+                break
+            await pilot.pause()
+        assert [row.cls for row in lab.snapshot.modules.values()][-2:] == ["Dropout", "ReLU"]
+        assert steps.shown()
+        await steps.revert()
+        await pilot.pause()
+        assert not steps.shown()

@@ -37,6 +37,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tree
 
+from tuilab.app.collector import IdleCollector
 from tuilab.app.keys import KEY_GROUPS, app_bindings
 from tuilab.app.lesson_controller import LessonController
 from tuilab.app.messages import (
@@ -170,6 +171,8 @@ class TuilabApp(WeightsActions, App[int]):
         self.summary: Any = None
         """The last shape summary shown (tests read it)."""
         self.last_update: LabUpdate | None = None
+        self.collector = IdleCollector()
+        """Runs full garbage collections between edits rather than inside one."""
 
     # --- layout ---------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[Any]:
@@ -229,6 +232,7 @@ class TuilabApp(WeightsActions, App[int]):
 
     # --- start-up -------------------------------------------------------------------------
     def on_mount(self) -> None:
+        self.collector.install(self)
         self.query_one("#palette").border_title = "palette"
         self.query_one("#builder-pane").border_title = "model"
         self.query_one("#inspector").border_title = "inspector"
@@ -461,6 +465,7 @@ class TuilabApp(WeightsActions, App[int]):
         if lab is None:
             return
         self.last_update = update
+        self.collector.updated()
         try:
             if lab.editable and reshape:
                 self.builder.show_spec(lab.spec)
@@ -1271,6 +1276,7 @@ class TuilabApp(WeightsActions, App[int]):
         quit discarded it), so the next session can offer it back."""
         from tuilab.core.autosave import end_session
 
+        self.collector.uninstall()
         end_session()
 
     async def action_quit(self) -> None:

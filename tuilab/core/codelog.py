@@ -104,18 +104,42 @@ def module_path_expr(root: Node, path: str, var: str = "net") -> str:
     if not path:
         return expr
     for part in path.split("."):
-        kind = node.definition.container if node.is_container else None
-        positional = is_positional([c.name for c in node.children])
-        if kind == "mysequential":
-            expr += f"._modules[{part!r}]"
-        elif positional or kind == "dict":
-            expr += f"[{part}]" if positional else f"[{part!r}]"
-        elif part.isidentifier():
-            expr += f".{part}"
-        else:
-            expr += f".get_submodule({part!r})"
+        expr += _child_expr(node, is_positional([c.name for c in node.children]), part)
         node = next(c for c in node.children if c.name == part)
     return expr
+
+
+def module_path_exprs(root: Node, var: str = "net") -> dict[str, str]:
+    """`module_path_expr` of every path of the tree, in one walk.
+
+    Each container's children are checked for positional names once, not once per path
+    below it: asking `module_path_expr` path by path is O(n²) on a wide Sequential (17 s
+    for an undo on a 10,000-row model).
+    """
+    exprs = {"": var}
+    stack = [("", root)]
+    while stack:
+        path, node = stack.pop()
+        if not node.children:
+            continue
+        positional = is_positional([c.name for c in node.children])
+        dot = f"{path}." if path else ""
+        for child in node.children:
+            exprs[dot + child.name] = exprs[path] + _child_expr(node, positional, child.name)
+            stack.append((dot + child.name, child))
+    return exprs
+
+
+def _child_expr(node: Node, positional: bool, part: str) -> str:
+    """The accessor of `node`'s child `part` (`[0]`, `.fc`, `._modules['0']` ...)."""
+    kind = node.definition.container if node.is_container else None
+    if kind == "mysequential":
+        return f"._modules[{part!r}]"
+    if positional or kind == "dict":
+        return f"[{part}]" if positional else f"[{part!r}]"
+    if part.isidentifier():
+        return f".{part}"
+    return f".get_submodule({part!r})"
 
 
 def _target(node: Node) -> str:
@@ -248,7 +272,8 @@ class ScriptWriter:
             name = f"removed{self._names}"
             self.kept[node.id] = name
             lines.append(f"{name} = {module_path_expr(before, path)}")
-        ref_expr = {i: module_path_expr(before, p) for i, p in before_places.items()}
+        before_exprs = module_path_exprs(before)
+        ref_expr = {i: before_exprs[p] for i, p in before_places.items()}
         for node_id, name in self.kept.items():
             ref_expr.setdefault(node_id, name)
         if after.id in fresh_set or after.ref is not None:

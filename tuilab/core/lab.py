@@ -29,7 +29,7 @@ from tuilab.core.errors import (
     SpecFileError,
     TuilabError,
 )
-from tuilab.core.introspect import Snapshot, SnapshotDiff, diff, snapshot
+from tuilab.core.introspect import Checksums, Snapshot, SnapshotDiff, diff, snapshot
 from tuilab.core.rng import seeded, untracked
 from tuilab.core.spec import ModelSpec, Node, walk
 from tuilab.core.workspace import Workspace, load_workspace, save_workspace
@@ -181,7 +181,9 @@ class Lab:
             self.code_log.append(self.script.load(self.spec, seed) + "\n" + self.load_line)
         if module is not None:
             self.code_log.append(self.load_line)
-        self.snapshot = snapshot(self.model)
+        self._checksums = Checksums()
+        """The tensor CRCs of the last snapshot, which an edit that wrote no values reuses."""
+        self.snapshot = snapshot(self.model, checksums=self._checksums)
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
@@ -317,13 +319,17 @@ class Lab:
             raise EditError(f"{self.busy_reason}: stop it first", where=self.name)
 
     def _refresh(self, description: str, code: str, path: str | None = None, *,
-                 dirty: bool = True) -> LabUpdate:
+                 dirty: bool = True, values_written: bool = True) -> LabUpdate:
         """Snapshot, diff against the last snapshot, log the code line.
 
         `dirty=False` for what a workspace file does not hold (weights changed by a forward
         pass, an init, a hook): quitting after those has nothing unsaved to ask about.
+        `values_written=False` where nothing ran that writes into an existing tensor (a
+        structural edit builds new tensors only; train/eval of palette blocks flips flags):
+        the snapshot then reuses the CRCs of the tensors that did not move instead of reading
+        every tensor again.
         """
-        new = snapshot(self.model)
+        new = snapshot(self.model, checksums=self._checksums, trusted=not values_written)
         change = diff(self.snapshot, new)
         self.snapshot = new
         if code:
@@ -387,7 +393,8 @@ class Lab:
             self._undone.clear()
         code = edit_code(self.script, action, before[0], result.spec, result.code,
                          self.builder.created, result.description)
-        return self._refresh(result.description, _with_seed(seed, code), result.path)
+        return self._refresh(result.description, _with_seed(seed, code), result.path,
+                             values_written=False)
 
     def _seed_for(self, fresh: list[Node]) -> int | None:
         """A new seed when a new block will draw random weights (None when none will)."""
@@ -430,7 +437,9 @@ class Lab:
         if self.builder is not None:
             self.builder.training = training
         self._script_suffix()
-        return self._refresh("train mode" if training else "eval mode", code)
+        # a user's own module may override train(); palette blocks only flip flags
+        return self._refresh("train mode" if training else "eval mode", code,
+                             values_written=not self.editable)
 
     def set_dtype(self, name: str) -> LabUpdate:
         self._check_idle()
