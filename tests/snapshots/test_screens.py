@@ -20,16 +20,21 @@ def _app(preset: str) -> TuilabApp:
     return make_app(lab=Lab.from_workspace(load_workspace_arg(preset)))
 
 
-def _underlines_pending(app: TuilabApp) -> list[Underline]:
+def _underlines_pending(app: TuilabApp) -> list[Tabs]:
     """Shown tab bars whose underline is not yet under the active tab: Textual places it
-    after a refresh, which a busy machine may not have drawn when the snapshot is taken."""
+    after a refresh, which a busy machine may not have drawn when the snapshot is taken. A bar
+    still being composed (a run panel mounted for a new lab) has no underline yet: pending."""
     pending = []
     for tabs in app.screen.query(Tabs):
-        underline = tabs.query_one(Underline)
+        underlines = tabs.query(Underline)
+        if not underlines:
+            pending.append(tabs)
+            continue
+        underline = underlines.first()
         if tabs.region.area and tabs.tab_count and (
                 not tabs.active or not underline.show_highlight
                 or underline.highlight_end <= underline.highlight_start):
-            pending.append(underline)
+            pending.append(tabs)
     return pending
 
 
@@ -47,7 +52,8 @@ async def _ready(pilot: Pilot) -> None:
             break
         await pilot.pause(0.05)
     for tabs in app.screen.query(Tabs):  # placed now, without the slide (textual 8.2.x)
-        tabs._highlight_active(animate=False)
+        if tabs.query(Underline):
+            tabs._highlight_active(animate=False)
     await pilot.pause()
 
 

@@ -526,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
         if world.rank == 0:
             print(f"{TITLE}: {trainer.step} steps on {world.size} process(es), "
                   f"{trainer.seconds:.1f}s", file=sys.stderr)
+        if dist.is_initialized():
+            # Every rank reaches the end before any tears gloo down: a rank that closed its
+            # connections while a peer was still in its last collective aborted that peer
+            # ("terminate called without an active exception", exit -6) once in a few runs.
+            dist.barrier()
         return 0
     except Exception as err:  # one line per failed rank; torchrun then stops the others
         rank = f"rank {world.rank}: " if world is not None and world.distributed else ""
