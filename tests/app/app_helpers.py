@@ -31,7 +31,11 @@ async def select(pilot: Pilot, path: str) -> None:
     assert isinstance(app, TuilabApp)
     app.builder.focus()
     app.builder.select_path(path)
-    await pilot.pause()
+    for _ in range(200):  # frames, not a time limit: the tree moves its cursor after a refresh
+        await pilot.pause()
+        if app.builder.selected_path == path:
+            return
+        await pilot.pause(0.05)
     assert app.builder.selected_path == path
 
 

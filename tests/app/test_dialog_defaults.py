@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from app_helpers import lab_app, settle
+from app_helpers import lab_app, select, settle
 from textual.pilot import Pilot
 
 from tuilab.app.app import MainScreen, make_app
@@ -75,8 +75,7 @@ async def test_a_discarded_copy_stays_until_this_sessions_first_autosave(
         await pilot.press("n")
         await until(pilot, lambda: app.lab is not None, "the lab", 60)
         await settle(pilot)
-        app.builder.focus()
-        app.builder.select_path("1")
+        await select(pilot, "1")
         await pilot.press("d")  # a change: its autosave replaces the declined copy
         await until(pilot, lambda: autosave.autosave_path().exists(), "the autosave", 30)
         assert not copy.exists()
@@ -86,8 +85,7 @@ async def test_enter_on_unsaved_changes_cancels_the_quit() -> None:
     app = lab_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        app.builder.focus()
-        app.builder.select_path("1")
+        await select(pilot, "1")
         await pilot.press("d")
         await settle(pilot)
         assert app.lab is not None and app.lab.dirty

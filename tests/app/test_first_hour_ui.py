@@ -5,7 +5,7 @@ that dialog's keys, and the loss plot's step axis has whole steps."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import lab_app, settle
+from app_helpers import lab_app, select, settle
 from textual.pilot import Pilot
 from textual.widgets import Footer
 
@@ -65,12 +65,12 @@ async def test_each_dialog_shows_its_own_keys(keys: list[str], expected: list[st
         await settle(pilot)
         app.builder.focus()
         if keys == ["q"]:
-            app.builder.select_path("1")
+            await select(pilot, "1")
             await pilot.press("d")  # unsaved work, so quitting asks
             await settle(pilot)
+            assert app.lab is not None and app.lab.dirty
         if keys == ["e"]:
-            app.builder.select_path("0")
-            await pilot.pause()
+            await select(pilot, "0")
         await pilot.press(*keys)
         await pilot.pause()
         await pilot.pause()

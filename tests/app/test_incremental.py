@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from app_helpers import builder_structure, lab_app, modules_structure, settle, table_keys
+from app_helpers import builder_structure, lab_app, modules_structure, select, settle, table_keys
 
 from tuilab.app.widgets.inspector import module_label
 from tuilab.core.spec import find, parent_path, walk
@@ -80,8 +80,7 @@ async def test_an_edit_keeps_every_untouched_row_object() -> None:
         builder_before = {app.builder._paths[k]: h for k, h in app.builder._handles.items()}
         rows_before = {key: app.inspector.params_table.rows[key]
                        for key in app.inspector.params_table.rows}
-        app.builder.select_path("relu3")
-        await pilot.pause()
+        await select(pilot, "relu3")
         await pilot.press("D")  # duplicate relu3: one module added
         await settle(pilot)
         update = app.last_update

@@ -20,6 +20,9 @@ from tuilab.core.workspace import Workspace, load_workspace_arg, workspace_to_te
 
 REPO = Path(__file__).resolve().parents[2]
 
+sys.path.insert(0, str(REPO / "tests" / "app"))  # the app tests' helpers, shared, not copied
+from app_helpers import select  # noqa: E402,F401  (re-exported for the hardening tests)
+
 
 def lab_of(preset: str) -> Lab:
     return Lab.from_workspace(load_workspace_arg(preset))

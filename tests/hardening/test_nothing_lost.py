@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hardening_helpers import REPO, lab_of
+from hardening_helpers import REPO, lab_of, select
 
 from tuilab.core import autosave
 from tuilab.core.lab import Lab
@@ -216,9 +216,7 @@ async def test_the_app_autosaves_after_an_edit_and_offers_it_back_on_the_next_st
     app = make_app(lab=lab)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        app.builder.focus()
-        app.builder.select_path("1")
-        await pilot.pause()
+        await select(pilot, "1")
         await pilot.press("d")  # delete the ReLU
         await pilot.pause()
         assert [c.name for c in lab.spec.root.children] == ["0", "1"]
