@@ -448,3 +448,13 @@ async def test_the_training_form_sets_the_threads_and_the_run_line_shows_them() 
             await pilot.press("x")
             await wait_for(pilot, lambda: not panel.running, what="the run to stop")
             lab.train_settings.pop("threads", None)  # the next form starts blank again
+
+
+def test_a_panel_not_yet_composed_takes_another_lab_without_raising() -> None:
+    """A lesson opens its lab right after the first one: the run panel may not be composed
+    yet. `set_lab` raised NoMatches there, the app removed the panel mid-mount, and Textual's
+    tabs failed with "No Tab with id '--content-tab-tab-training'" (seen in CI under load)."""
+    panel = RunPanel(Lab(load_preset("mlp")))
+    other = Lab(load_preset("lenet"))
+    panel.set_lab(other)
+    assert panel.lab is other

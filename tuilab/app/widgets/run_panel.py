@@ -488,10 +488,13 @@ class RunPanel(Widget, can_focus=True):
         self.run = None
         self.last_batch = None
         self._params_path = None
-        with contextlib.suppress(NoMatches):  # not composed yet: nothing stale to clear
+        # Not composed yet (a lab replaced right after the first, as a lesson does): nothing
+        # stale to clear, and compose/on_mount read self.lab. Raising here made the app
+        # remove the panel mid-mount, and Textual's tabs then failed ("No Tab with id").
+        with contextlib.suppress(NoMatches):
             self._reset_views()
-        self.query_one(LossPlot).set_runs(lab.runs)
-        self._update_status()
+            self.query_one(LossPlot).set_runs(lab.runs)
+            self._update_status()
 
     def _reset_views(self) -> None:
         """Nothing of the last model stays on screen: every table is emptied and its columns
