@@ -94,3 +94,52 @@ async def test_an_edit_keeps_every_untouched_row_object() -> None:
                 assert app.builder.path_handle(path) is handle, path
         for key, row in rows_before.items():
             assert app.inspector.params_table.rows[key] is row, key
+
+
+async def test_the_code_log_keeps_a_burst_of_lines_at_once_and_draws_them_in_order() -> None:
+    """The log's text is current as soon as an edit returns; its drawing waits for the frame
+    after the edit's own (a new line lays the screen out again). Lines from a burst of keys
+    are all drawn, in the order they were written."""
+    app = lab_app("mlp")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        log = app.code_log
+        drawn_before = len(log.lines)
+        await select(pilot, "0")
+        for _ in range(3):  # three duplicates in one go: no frame comes between them
+            app.action_duplicate()
+        written = log.lines_text[-3:]
+        assert written == [code.rstrip() for code in app.lab.code_log[-3:]]  # text at once
+        assert log.undrawn == 3 and len(log.lines) == drawn_before  # drawing: not yet
+        await settle(pilot)
+        assert log.undrawn == 0
+        drawn = ["".join(segment.text for segment in strip).rstrip()
+                 for strip in log.lines[drawn_before:]]
+        assert drawn == "\n".join(written).split("\n")
+
+
+async def test_inspector_rows_off_screen_are_relabelled_right_after_the_frame() -> None:
+    """Train/eval relabels every module row: the rows within a screen of the view get their
+    label in the key's frame, the others just after it, and all of them end up right."""
+    from tuilab.core.spec import ModelSpec, Node, make_node
+
+    children = tuple(make_node("Linear", str(i), {"in_features": 4, "out_features": 4})
+                     for i in range(150))
+    lab_spec = ModelSpec("long", Node(name="", block="Sequential", children=children), (2, 4))
+    from tuilab.app.app import make_app
+    from tuilab.core.lab import Lab
+
+    app = make_app(lab=Lab(lab_spec))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        tree = app.inspector.modules_tree
+        app.action_toggle_training()  # the key's handler, without the frame that follows it
+        assert 0 < tree.relabel.pending < 150  # the far rows wait for the frame
+        assert "training=False" in str(tree.handles["0"].label)  # on screen: at once
+        assert "training=True" in str(tree.handles["149"].label)  # far below: not yet
+        await settle(pilot)
+        assert tree.relabel.pending == 0
+        rows = app.lab.snapshot.modules
+        for path, handle in tree.handles.items():
+            assert str(handle.label) == module_label(rows[path]).plain
+            assert not rows[path].training

@@ -322,6 +322,32 @@ def test_eval_changes_every_module_and_nothing_else() -> None:
     assert d.buffers.empty
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_training_flags_alone_equal_a_full_snapshot(data: st.DataObject) -> None:
+    """The train/eval fast path: on random trees with ties, flipping the whole model or one
+    submodule, the re-read flags give exactly the snapshot a full walk gives."""
+    model = _random_model(data.draw)
+    old = snapshot(model)
+    modules = [m for _, m in model.named_modules()]
+    target = data.draw(st.sampled_from(modules))
+    target.train(data.draw(st.booleans()))
+    fast = introspect.with_training_flags(old, model)
+    assert fast == snapshot(model)
+    assert diff(old, fast) == diff(old, snapshot(model))
+    for path, row in fast.modules.items():  # rows that did not move are not copied
+        assert (row is old.modules[path]) == (row.training == old.modules[path].training)
+    assert fast.parameters is old.parameters and fast.buffers is old.buffers
+
+
+def test_training_flags_refuse_a_changed_structure() -> None:
+    model = mlp()
+    old = snapshot(model)
+    model.add_module("extra", nn.ReLU())
+    with pytest.raises(ValueError, match="'extra' is not in the snapshot"):
+        introspect.with_training_flags(old, model)
+
+
 def test_to_float64_changes_every_floating_tensor() -> None:
     model = cnn()
     old = snapshot(model)

@@ -51,6 +51,19 @@ def test_eval_flips_every_training_flag() -> None:
     assert update.code == "net.eval()"
 
 
+@pytest.mark.parametrize("name", ["shared_mlp", "transformer", "resnet"])
+def test_train_eval_snapshot_is_what_a_full_snapshot_reads(name: str) -> None:
+    """set_training re-reads only the flags: the inspector must still see exactly the model."""
+    from tuilab.core.introspect import snapshot
+
+    lab = lab_for(name)
+    for training in (False, True, False):
+        lab.set_training(training)
+        assert lab.snapshot == snapshot(lab.model)
+    lab.forward()  # a full snapshot after the fast ones: still consistent
+    assert lab.snapshot == snapshot(lab.model)
+
+
 def test_dtype_change_shows_in_the_parameter_rows_and_absent_device_is_refused() -> None:
     lab = lab_for("mlp")
     lab.set_dtype("float64")

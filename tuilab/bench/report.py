@@ -84,11 +84,12 @@ def edit_goal_text(row: dict[str, Any]) -> str:
 def edits_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Edit latency: key press → frame showing it in the inspector (median); "
                   "floor: a cursor move's key → frame in the same run")
-    for column in ("preset", "edit", "tuilab ms", "floor ms", "÷ floor", "full rebuild ms",
-                   "÷ rebuild", "engine ms", "goal", "met"):
+    for column in ("preset", "edit", "tuilab ms", "all panels ms", "floor ms", "÷ floor",
+                   "full rebuild ms", "÷ rebuild", "engine ms", "goal", "met"):
         table.add_column(column, justify="left" if column in ("preset", "edit") else "right")
     for row in rows:
         table.add_row(row["preset"], row["edit"], _num(row["a_median"], ".1f"),
+                      _num(row.get("all_panels_ms"), ".1f"),
                       _num(row["floor_ms"], ".1f"), _num(row["of_floor"], ".2f"),
                       _num(row["b_median"], ".1f"), _num(row["ratio"], ".2f"),
                       _num(row["engine_ms"], ".2f"), edit_goal_text(row), mark(row["met"]))

@@ -558,6 +558,29 @@ def _snapshot(model: nn.Module, checksum_limit: int, checksums: Checksums | None
     )
 
 
+def with_training_flags(old: Snapshot, model: nn.Module) -> Snapshot:
+    """``old`` with each module row's ``training`` read again from ``model``; nothing else.
+
+    For ``model.train(mode)`` on modules whose ``train`` only sets the flag (every palette
+    block): the tensors, hooks and structure are those of ``old``, so the walk reads one
+    attribute per module instead of every tensor's metadata (gpt2_xl: ~0.5 ms instead of
+    5-9 ms). The rows that did not change stay the same objects, so the diff passes over
+    them by identity. A module at a path ``old`` does not hold means the caller's promise was
+    wrong: that is raised, not papered over.
+    """
+    modules = dict(old.modules)
+    for path, module in _walk(model):
+        row = modules.get(path)
+        if row is None:
+            raise ValueError(f"with_training_flags: {path!r} is not in the snapshot")
+        training = module.__dict__.get("training")
+        if training is None:
+            training = getattr(module, "training", False)
+        if bool(training) != row.training:
+            modules[path] = replace(row, training=bool(training))
+    return replace(old, modules=_frozen(modules))
+
+
 # --------------------------------------------------------------------------------------------
 # diff
 

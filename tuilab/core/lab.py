@@ -29,7 +29,14 @@ from tuilab.core.errors import (
     SpecFileError,
     TuilabError,
 )
-from tuilab.core.introspect import Checksums, Snapshot, SnapshotDiff, diff, snapshot
+from tuilab.core.introspect import (
+    Checksums,
+    Snapshot,
+    SnapshotDiff,
+    diff,
+    snapshot,
+    with_training_flags,
+)
 from tuilab.core.rng import seeded, untracked
 from tuilab.core.spec import ModelSpec, Node, walk
 from tuilab.core.workspace import Workspace, load_workspace, save_workspace
@@ -319,17 +326,21 @@ class Lab:
             raise EditError(f"{self.busy_reason}: stop it first", where=self.name)
 
     def _refresh(self, description: str, code: str, path: str | None = None, *,
-                 dirty: bool = True, values_written: bool = True) -> LabUpdate:
+                 dirty: bool = True, values_written: bool = True,
+                 flags_only: bool = False) -> LabUpdate:
         """Snapshot, diff against the last snapshot, log the code line.
 
         `dirty=False` for what a workspace file does not hold (weights changed by a forward
         pass, an init, a hook): quitting after those has nothing unsaved to ask about.
         `values_written=False` where nothing ran that writes into an existing tensor (a
-        structural edit builds new tensors only; train/eval of palette blocks flips flags):
-        the snapshot then reuses the CRCs of the tensors that did not move instead of reading
-        every tensor again.
+        structural edit builds new tensors only): the snapshot then reuses the CRCs of the
+        tensors that did not move instead of reading every tensor again. `flags_only` where
+        only `training` flags moved (train/eval of palette blocks): only those are read.
         """
-        new = snapshot(self.model, checksums=self._checksums, trusted=not values_written)
+        if flags_only:
+            new = with_training_flags(self.snapshot, self.model)
+        else:
+            new = snapshot(self.model, checksums=self._checksums, trusted=not values_written)
         change = diff(self.snapshot, new)
         self.snapshot = new
         if code:
@@ -437,9 +448,10 @@ class Lab:
         if self.builder is not None:
             self.builder.training = training
         self._script_suffix()
-        # a user's own module may override train(); palette blocks only flip flags
+        # palette blocks only flip flags; a user's own module may override train() to do
+        # anything, so its snapshot reads everything again
         return self._refresh("train mode" if training else "eval mode", code,
-                             values_written=not self.editable)
+                             flags_only=self.editable)
 
     def set_dtype(self, name: str) -> LabUpdate:
         self._check_idle()

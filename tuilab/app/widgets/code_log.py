@@ -4,6 +4,12 @@ Lines are kept as text as well as drawn (syntax-highlighted), so `y` can copy th
 `Y` the whole session as a script (`core.codelog.script_text`): the preamble, then what each
 action ran, including what a line needs and the log does not show (the definition of
 `build_model()` behind `net = build_model()`).
+
+The text is kept at once; the drawing waits for the frame after the one that shows the edit
+itself. A new log line grows the log's virtual size, which makes Textual lay the whole screen
+out again, and the log sits at the bottom of the screen, so drawing it in the edit's frame
+made that frame repaint every widget between the builder and the log (an edit on mlp: ~30 ms
+of frame instead of ~14). Lines written in a burst of keys are drawn together, in order.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class CodeLog(RichLog):
         """Every line written, oldest first."""
         self.script_entries: list[str] = []
         """What each line runs in the script: the line itself, or more where it needs it."""
+        self._undrawn: list[str] = []
 
     def add(self, code: str, script: str | None = None) -> None:
         """Append one action's code (skipping empty ones); `script` is what the session's
@@ -34,8 +41,20 @@ class CodeLog(RichLog):
             return
         self.lines_text.append(code)
         self.script_entries.append(script if script is not None else code)
-        self.write(Syntax(code, "python", theme="ansi_dark", background_color="default",
-                          word_wrap=False))
+        if not self._undrawn:
+            self.call_after_refresh(self._draw_undrawn)
+        self._undrawn.append(code)
+
+    @property
+    def undrawn(self) -> int:
+        """Lines kept but not drawn yet (they are, after the next frame)."""
+        return len(self._undrawn)
+
+    def _draw_undrawn(self) -> None:
+        lines, self._undrawn = self._undrawn, []
+        for code in lines:
+            self.write(Syntax(code, "python", theme="ansi_dark", background_color="default",
+                              word_wrap=False))
 
     @property
     def last(self) -> str:

@@ -48,9 +48,14 @@ class LabHeader(Widget):
         self.refresh()
 
     def show(self, lab: Lab | None) -> None:
-        """Redraw from `lab` (call after every change)."""
+        """Redraw from `lab` (call after every change), in the frame after the edit's own.
+
+        The header is the top line: repainted in the edit's frame, it stretched that frame's
+        dirty area (the box around every changed region) over the whole screen's height, and
+        every widget inside the box is asked for its lines. `text` is current at once.
+        """
         self.lab = lab
-        self.refresh()
+        self.call_after_refresh(self.refresh)
 
     @property
     def text(self) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len
@@ -30,7 +31,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane, Tree
 from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.tree import TreeNode
 
-from tuilab.app.widgets.tree_labels import set_labels
+from tuilab.app.widgets.tree_labels import LabelMaker, OnScreenFirst
 from tuilab.core.safe_text import printable
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ class ModulesTree(Tree[str]):
         self.handles: dict[str, TreeNode[str]] = {}
         """Tree node of every module path drawn."""
         self.rows: Mapping[str, ModuleRow] = {}
+        self.relabel = OnScreenFirst(self)
 
     def fill(self, rows: Mapping[str, ModuleRow]) -> None:
         """Draw all rows (a new model). Only the top two levels start expanded."""
@@ -228,15 +230,15 @@ class ModulesTree(Tree[str]):
                 continue
             self._add(path, rows[path], self._next_sibling(path), style)
             flash.append(path)
-        labels: list[tuple[TreeNode[str], Text]] = []
+        labels: list[tuple[TreeNode[str], LabelMaker]] = []
         for path in changed:
             handle = self.handles.get(path)
             if handle is None:
                 continue
-            labels.append((handle, module_label(rows[path], style)))
+            labels.append((handle, partial(module_label, rows[path], style)))
             self._reorder(path, style)
             flash.append(path)
-        set_labels(self, labels)
+        self.relabel.set(labels)
         return flash
 
     def _next_sibling(self, path: str) -> TreeNode[str] | None:
@@ -288,8 +290,8 @@ class ModulesTree(Tree[str]):
             self.handles.pop(key, None)
 
     def unflash(self, paths: Iterable[str]) -> None:
-        set_labels(self, [(self.handles[path], module_label(self.rows[path])) for path in paths
-                          if path in self.handles and path in self.rows])
+        self.relabel.set([(self.handles[path], partial(module_label, self.rows[path]))
+                          for path in paths if path in self.handles and path in self.rows])
 
 
 def _count(node: TreeNode[str]) -> int:
