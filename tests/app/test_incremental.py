@@ -143,3 +143,41 @@ async def test_inspector_rows_off_screen_are_relabelled_right_after_the_frame() 
         for path, handle in tree.handles.items():
             assert str(handle.label) == module_label(rows[path]).plain
             assert not rows[path].training
+
+
+async def test_the_trees_draw_what_textuals_tree_draws_reading_their_style_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """LeanTree reads its style once per repaint instead of once per line; the lines it draws
+    must be exactly Textual's own."""
+    from textual.geometry import Region
+    from textual.widgets import Tree
+
+    from tuilab.app.widgets.inspector import ModulesTree
+
+    app = lab_app("lenet")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        tree = app.inspector.modules_tree
+        tree.root.expand_all()
+        await settle(pilot)
+        region = Region(0, 0, tree.size.width, tree.size.height)
+        reads = [0]
+        real_style = Tree.rich_style
+
+        def counted(self: Tree) -> object:
+            reads[0] += 1
+            return real_style.fget(self)
+
+        monkeypatch.setattr(ModulesTree, "rich_style", property(counted))
+
+        def draw() -> list[str]:
+            tree._line_cache.clear()
+            tree._styles_cache.clear()
+            reads[0] = 0
+            return [repr(list(strip)) for strip in tree.render_lines(region)]
+
+        lean, lean_reads = draw(), reads[0]
+        monkeypatch.setattr(ModulesTree, "render_line", Tree.render_line)
+        plain, plain_reads = draw(), reads[0]
+        assert lean == plain
+        assert lean_reads < plain_reads and plain_reads >= tree.size.height

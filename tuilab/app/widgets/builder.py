@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.widgets import Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
+from tuilab.app.widgets.lean_tree import LeanTree
 from tuilab.app.widgets.tree_labels import set_labels
 from tuilab.core.safe_text import printable
 from tuilab.core.spec import ModelSpec, Node, join
@@ -113,7 +113,7 @@ def _call_text(node: Node, width: int = LABEL_ARGS_WIDTH) -> str:
     return text
 
 
-class BuilderTree(Tree[str]):
+class BuilderTree(LeanTree[str]):
     """The spec tree; node data is the spec node id (or the module path, read-only)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

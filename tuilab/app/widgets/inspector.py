@@ -27,10 +27,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import DataTable, Static, TabbedContent, TabPane, Tree
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.tree import TreeNode
 
+from tuilab.app.widgets.lean_tree import LeanTree
 from tuilab.app.widgets.tree_labels import LabelMaker, OnScreenFirst
 from tuilab.core.safe_text import printable
 
@@ -161,7 +162,7 @@ class InspectorTable(DataTable[Any]):
         self._update_count += 1
 
 
-class ModulesTree(Tree[str]):
+class ModulesTree(LeanTree[str]):
     """`_modules` as a tree; node handles kept by module path so a diff touches few nodes."""
 
     DEFAULT_CSS = """
