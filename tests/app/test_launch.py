@@ -284,3 +284,36 @@ async def test_forward_key_reaches_the_run_panel() -> None:
         again = app.lab.code_log[len(before):]  # the same x again: the seeded pass alone
         assert len(again) == 1 and again[0].startswith("torch.manual_seed(")
         assert again[0].endswith("\nout = net(x)")
+
+
+async def test_closing_a_dialog_rebuilds_the_footer_once_with_the_lab_keys_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing a dialog signals "bindings changed" twice (focus back, screen resumed); Textual's
+    Footer rebuilt all its keys for each. One rebuild, and the lab's keys are live again."""
+    from textual.widgets._footer import FooterKey
+
+    from tuilab.app.widgets.footer import LabFooter
+
+    app = make_app("mlp")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        rebuilds = [0]
+        real = LabFooter.recompose
+
+        async def counted(self: LabFooter) -> None:
+            if self.screen is app.screen_stack[0]:
+                rebuilds[0] += 1
+            await real(self)
+
+        monkeypatch.setattr(LabFooter, "recompose", counted)
+        await select(pilot, "0")
+        await pilot.press("e")  # the argument form
+        await settle(pilot)
+        assert app.screen is not app.screen_stack[0]
+        rebuilds[0] = 0
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is app.screen_stack[0]
+        assert rebuilds[0] == 1
+        keys = {key.action: key for key in app.screen.query(FooterKey)}
+        assert not keys["add_after"].has_class("-disabled")

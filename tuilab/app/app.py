@@ -55,6 +55,7 @@ from tuilab.app.weights_flow import WeightsActions
 from tuilab.app.widgets.arg_form import ArgForm
 from tuilab.app.widgets.builder import BuilderTree, ShapeInfo
 from tuilab.app.widgets.code_log import CodeLog
+from tuilab.app.widgets.footer import LabFooter
 from tuilab.app.widgets.header import LabHeader
 from tuilab.app.widgets.inspector import Inspector, shape_text
 from tuilab.app.widgets.palette import Palette
@@ -191,7 +192,7 @@ class TuilabApp(WeightsActions, App[int]):
                 yield CodeLog(id="code-log")
             with TabPane("Run", id="run-tab"):
                 yield Static("runs: loading PyTorch…", id="run-placeholder")
-        yield Footer()
+        yield LabFooter()
 
     @property
     def builder(self) -> BuilderTree:

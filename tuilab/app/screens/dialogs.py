@@ -18,8 +18,10 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, OptionList, Static
+from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
+
+from tuilab.app.widgets.footer import LabFooter
 
 
 def modal_frame_css(name: str, *, box: str = "Vertical", width: str = "80%",
@@ -61,7 +63,7 @@ class Dialog(ModalScreen[ResultType]):
     def on_mount(self) -> None:
         """Its own footer, over the lab's: the keys that work now are this dialog's (the
         lab's are off while it is open), so show those: Esc, y/n, s/d…"""
-        self.mount(Footer())
+        self.mount(LabFooter())
 
     def dismiss(self, result: ResultType | None = None) -> AwaitComplete:
         if self.answered or not self.on_top:
