@@ -37,9 +37,9 @@ LabelMaker = Callable[[], TextType]
 class OnScreenFirst:
     """A tree's relabelling: nodes within a screen of the view now, the rest after the frame.
 
-    The later ones are made when they are set (from the state of that moment), and a node
-    relabelled again before then keeps only its newest label. ``settle`` sets them at once
-    (for a reader that needs every label, such as a test or an export).
+    A later label is made after the frame by the maker it was given (bound to the row of the
+    moment it was set), and a node relabelled again before then keeps only its newest maker.
+    ``settle`` (run after the next frame) sets every pending label.
     """
 
     def __init__(self, tree: Tree) -> None:
