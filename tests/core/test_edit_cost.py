@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tuilab.bench.edits import wide_spec as bench_wide_spec
 from tuilab.core import codelog
 from tuilab.core.lab import Lab
 from tuilab.core.spec import ModelSpec, Node, make_node
@@ -17,14 +18,8 @@ WIDE = 300
 
 
 def wide_spec(rows: int = WIDE) -> ModelSpec:
-    """A Sequential of `rows` × (Linear 4→4, ReLU), like the bench's rows_10k, smaller."""
-    linear = make_node("Linear", "0", {"in_features": 4, "out_features": 4})
-    relu = make_node("ReLU", "1")
-    children = tuple(
-        Node(name=str(i), block=(linear if i % 2 == 0 else relu).block,
-             args=(linear if i % 2 == 0 else relu).args)
-        for i in range(rows))
-    return ModelSpec("wide", Node(name="", block="Sequential", children=children), (2, 4))
+    """A Sequential of `rows` × (Linear 4→4, ReLU): the bench's rows_10k, smaller."""
+    return bench_wide_spec("wide", rows, 4)
 
 
 def counting(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:

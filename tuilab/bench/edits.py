@@ -66,19 +66,25 @@ ADDED_BLOCK = "Dropout"
 
 def edit_spec(name: str) -> Any:
     """The spec a bench edit row uses: a preset, or the synthetic 10,000-row model."""
-    from tuilab.core.spec import ModelSpec, Node, make_node
     from tuilab.core.workspace import load_preset
 
     if name != ROWS_10K:
         return load_preset(name)
-    linear = make_node("Linear", "0", {"in_features": 8, "out_features": 8})
+    return wide_spec(ROWS_10K, 10_000, 8)
+
+
+def wide_spec(name: str, rows: int, width: int) -> Any:
+    """A Sequential of `rows` children alternating Linear `width`→`width` and ReLU."""
+    from tuilab.core.spec import ModelSpec, Node, make_node
+
+    linear = make_node("Linear", "0", {"in_features": width, "out_features": width})
     relu = make_node("ReLU", "1")
     children = tuple(
         Node(name=str(i), block=(linear if i % 2 == 0 else relu).block,
              args=(linear if i % 2 == 0 else relu).args)
-        for i in range(10_000))
-    return ModelSpec(ROWS_10K, Node(name="", block="Sequential", children=children), (2, 8),
-                     description="10,000 rows: 5,000 × (Linear 8→8, ReLU)")
+        for i in range(rows))
+    return ModelSpec(name, Node(name="", block="Sequential", children=children), (2, width),
+                     description=f"{rows:,} rows: {rows // 2:,} × (Linear {width}→{width}, ReLU)")
 
 
 def last_linear(lab: Lab) -> str:

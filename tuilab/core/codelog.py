@@ -263,6 +263,7 @@ class ScriptWriter:
         lines = [self.block_definitions([after_by_id[i] for i in fresh])]
         # what leaves the model: keep it (its subtree goes with it)
         after_ids = {_target(n) for _, n in walk(after)}
+        before_exprs = module_path_exprs(before)
         for path, node in walk(before):
             if node.ref is not None or node.id in after_ids or node.id in self.kept:
                 continue
@@ -271,8 +272,7 @@ class ScriptWriter:
             self._names += 1
             name = f"removed{self._names}"
             self.kept[node.id] = name
-            lines.append(f"{name} = {module_path_expr(before, path)}")
-        before_exprs = module_path_exprs(before)
+            lines.append(f"{name} = {before_exprs[path]}")
         ref_expr = {i: before_exprs[p] for i, p in before_places.items()}
         for node_id, name in self.kept.items():
             ref_expr.setdefault(node_id, name)

@@ -527,13 +527,10 @@ def _snapshot(model: nn.Module, checksum_limit: int, checksums: Checksums | None
         child_keys = tuple(children)
         if child_keys and None in children.values():
             child_keys = tuple(k for k, c in children.items() if c is not None)
-        training = md.get("training")
-        if training is None:  # a class that keeps `training` elsewhere (a property)
-            training = getattr(module, "training", False)
         modules[path] = ModuleRow(
             path,
             type(module).__name__,
-            bool(training),
+            _training_flag(module),
             own_params,
             own_buffers,
             child_keys,
@@ -573,12 +570,17 @@ def with_training_flags(old: Snapshot, model: nn.Module) -> Snapshot:
         row = modules.get(path)
         if row is None:
             raise ValueError(f"with_training_flags: {path!r} is not in the snapshot")
-        training = module.__dict__.get("training")
-        if training is None:
-            training = getattr(module, "training", False)
-        if bool(training) != row.training:
-            modules[path] = replace(row, training=bool(training))
+        training = _training_flag(module)
+        if training != row.training:
+            modules[path] = replace(row, training=training)
     return replace(old, modules=_frozen(modules))
+
+
+def _training_flag(module: nn.Module) -> bool:
+    training = module.__dict__.get("training")
+    if training is None:  # a class that keeps `training` elsewhere (a property)
+        training = getattr(module, "training", False)
+    return bool(training)
 
 
 # --------------------------------------------------------------------------------------------
