@@ -173,6 +173,7 @@ async def test_the_trees_draw_what_textuals_tree_draws_reading_their_style_once(
         def draw() -> list[str]:
             tree._line_cache.clear()
             tree._styles_cache.clear()
+            tree._forget_drawn()
             reads[0] = 0
             return [repr(list(strip)) for strip in tree.render_lines(region)]
 

@@ -31,6 +31,7 @@ an edit near it adds little of its own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +62,13 @@ takes seconds, not milliseconds, on a 2-core machine (at load ~3: add a block 0.
 app, 0.45 s of it the engine; the full rebuild 2.2 s)."""
 HUGE_TIMEOUT_S = 600.0
 APP_SIZE = (160, 48)
+IDLE_BEFORE_KEY_S = 2 / 60
+"""Each timed key comes after the screen was idle this long (two frames at Textual's 60 fps).
+Textual draws at most once per 1/60 s, on a fixed beat: a key pressed right after a frame
+waits up to 16.7 ms for the next one, whatever it changed. Left to chance, that wait was most
+of the spread between rounds (a cursor move took 3.3 or 10.7 ms in one run); after an idle
+moment a key's frame is drawn as soon as the key is handled, which is what a single key press
+by a person gets, for the floor and every edit alike."""
 ADDED_BLOCK = "Dropout"
 
 
@@ -345,6 +353,7 @@ async def measure_app_edit(clock: FrameClock, app: Any, pilot: Any, edit: AppEdi
     """One edit through the keys: milliseconds from the key to the frame that shows it.
     With `settled`, the milliseconds to the frame that shows all of it are appended there."""
     await edit.prepare()
+    await asyncio.sleep(IDLE_BEFORE_KEY_S)
     clock.naive = naive
     start = clock.arm(floor=edit.shown if floor else None)
     await pilot.press(*edit.keys)
