@@ -400,7 +400,9 @@ async def compare_edits(preset: str, *, rounds: int, warmup: int = 1,
 
         for _ in range(warmup):
             await floor_ms()
-        floors = [await floor_ms() for _ in range(max(rounds, 3))]
+        # a cursor move costs ~50 ms of set-up and pauses: taken 3× as often as an edit,
+        # so one slow sample (a busy neighbour) does not move the yardstick of every ratio
+        floors = [await floor_ms() for _ in range(3 * max(rounds, 3))]
         floor = median(floors)
         for edit in edits:
             steps = app_edit(edit, app, pilot)
