@@ -97,3 +97,23 @@ def test_every_modal_of_the_app_answers_once() -> None:
     ours = [c for c in subclasses(ModalScreen) if c.__module__.startswith("tuilab.")]
     assert len(ours) >= 8
     assert [c.__name__ for c in ours if not issubclass(c, Dialog)] == []
+
+
+async def test_deletes_in_one_burst_each_remove_a_block() -> None:
+    """After a delete the cursor goes to the block now in that place; a second `d` in the
+    same burst (before any frame) deletes that one, instead of finding no selection."""
+    lab = lab_of("mlp")
+    app = make_app(lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.builder.focus()
+        app.builder.select_path("0")
+        for _ in range(50):  # frames, not a time limit: the cursor moves after a refresh
+            if app.builder.selected_path == "0":
+                break
+            await pilot.pause()
+        blocks = [child.block for child in lab.spec.root.children]
+        await burst(pilot, "d", "d")
+        _up(app)
+        assert [child.block for child in lab.spec.root.children] == blocks[2:]
+        assert app.builder.selected_path == "0"

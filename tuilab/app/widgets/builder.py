@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.widgets.tree import TreeNode, UnknownNodeID
+from textual.widgets.tree import TreeNode
 
 from tuilab.app.widgets.lean_tree import LeanTree
 from tuilab.app.widgets.tree_labels import set_labels
@@ -164,7 +164,8 @@ class BuilderTree(LeanTree[str]):
         return None
 
     def select_path(self, path: str | None) -> None:
-        """Put the cursor on `path` once the tree has re-laid its lines."""
+        """Put the cursor on `path` now, laying the tree's lines out for it if they changed:
+        the next key may come before any frame (a burst of `d`), and must find it there."""
         if path is None:
             return
         handle = self.path_handle(path)
@@ -174,15 +175,8 @@ class BuilderTree(LeanTree[str]):
         while parent is not None:
             parent.expand()
             parent = parent.parent
-
-        def move() -> None:
-            try:
-                self.get_node_by_id(handle.id)
-            except UnknownNodeID:
-                return  # removed again before the refresh
-            self.move_cursor(handle)
-
-        self.call_after_refresh(move)
+        self._tree_lines  # noqa: B018 - builds the lines, so the node knows its line
+        self.move_cursor(handle)
 
     # --- spec mode ------------------------------------------------------------------------
     def show_spec(self, spec: ModelSpec, *, new_model: bool = False) -> None:
