@@ -58,18 +58,13 @@ async def _ready(pilot: Pilot) -> None:
 
 
 async def _select(pilot: Pilot, path: str) -> None:
-    """Put the builder's cursor on `path`, and wait until it is there: the tree moves its
-    cursor after a refresh, and a key pressed before that acts on the old node (the root)."""
+    """Put the builder's cursor on `path` (at once: a key pressed next acts on it)."""
     app = pilot.app
     assert isinstance(app, TuilabApp)
     app.builder.focus()
     app.builder.select_path(path)
-    for _ in range(200):  # frames, not a time limit
-        await pilot.pause()
-        if app.builder.selected_path == path:
-            return
-        await pilot.pause(0.05)
     assert app.builder.selected_path == path
+    await pilot.pause()
 
 
 def _no_blink(pilot: Pilot) -> None:
