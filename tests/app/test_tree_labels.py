@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
-from textual.widgets import Tree
 
+from tuilab.app.widgets.lean_tree import LeanTree
 from tuilab.app.widgets.tree_labels import set_labels
 
 
 class _TreeApp(App[None]):
     def compose(self) -> ComposeResult:
-        tree: Tree[int] = Tree("root")
+        tree: LeanTree[int] = LeanTree("root")
         for i in range(60):
             tree.root.add_leaf(f"leaf {i} training=True", data=i)
         tree.root.expand()
         yield tree
 
 
-def _screen_lines(tree: Tree[int]) -> list[str]:
+def _screen_lines(tree: LeanTree[int]) -> list[str]:
     return [tree.render_line(y).text for y in range(tree.size.height)]
 
 
 async def test_new_labels_are_drawn_and_nothing_is_scheduled_per_node() -> None:
     app = _TreeApp()
     async with app.run_test(size=(40, 20)) as pilot:
-        tree = app.query_one(Tree)
+        tree = app.query_one(LeanTree)
         await pilot.pause()
         assert any("leaf 3 training=True" in line for line in _screen_lines(tree))
         leaves = list(tree.root.children)

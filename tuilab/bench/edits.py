@@ -62,8 +62,8 @@ takes seconds, not milliseconds, on a 2-core machine (at load ~3: add a block 0.
 app, 0.45 s of it the engine; the full rebuild 2.2 s)."""
 HUGE_TIMEOUT_S = 600.0
 APP_SIZE = (160, 48)
-IDLE_BEFORE_KEY_S = 2 / 60
-"""Each timed key comes after the screen was idle this long (two frames at Textual's 60 fps).
+IDLE_FRAMES_BEFORE_KEY = 2
+"""Each timed key comes after the screen was idle this many frames (at Textual's MAX_FPS).
 Textual draws at most once per 1/60 s, on a fixed beat: a key pressed right after a frame
 waits up to 16.7 ms for the next one, whatever it changed. Left to chance, that wait was most
 of the spread between rounds (a cursor move took 3.3 or 10.7 ms in one run); after an idle
@@ -353,7 +353,9 @@ async def measure_app_edit(clock: FrameClock, app: Any, pilot: Any, edit: AppEdi
     """One edit through the keys: milliseconds from the key to the frame that shows it.
     With `settled`, the milliseconds to the frame that shows all of it are appended there."""
     await edit.prepare()
-    await asyncio.sleep(IDLE_BEFORE_KEY_S)
+    from textual.constants import MAX_FPS
+
+    await asyncio.sleep(IDLE_FRAMES_BEFORE_KEY / MAX_FPS)
     clock.naive = naive
     start = clock.arm(floor=edit.shown if floor else None)
     await pilot.press(*edit.keys)

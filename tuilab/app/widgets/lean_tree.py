@@ -118,11 +118,16 @@ class LeanTree(Tree[NodeData]):
             self.hover_line == y,
             self.hover_line >= 0,
             self.has_focus,
-            max(self.virtual_size.width, self.size.width),  # the width lines are padded to
+            self._padded_width,
             self.show_root,
             self.show_guides,
             self.guide_depth,
         )
+
+    @property
+    def _padded_width(self) -> int:
+        """The width Textual pads every line to."""
+        return max(self.virtual_size.width, self.size.width)
 
     def get_label_width(self, node: TreeNode[NodeData]) -> int:
         """Kept per node version: building the lines asks for every expanded node's width,
@@ -167,16 +172,15 @@ class LeanTree(Tree[NodeData]):
         return self._render_line(y + scroll_y, scroll_x, scroll_x + self.size.width, style)
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
-        lines = self._tree_lines
-        line_key = self._key_at(lines, y)
-        self._shown[y - self.scroll_offset.y] = (self.scroll_offset.y, line_key)
+        line_key = self._key_at(self._tree_lines, y)
+        scroll_y = self.scroll_offset.y
+        self._shown[y - scroll_y] = (scroll_y, line_key)
         if line_key is BLANK:
             return super()._render_line(y, x1, x2, base_style)
         key = (line_key, base_style, self._pseudo_class_state)
         drawn = self._drawn.get(key)
         if drawn is None:
-            full_width = max(self.virtual_size.width, self.size.width)
-            strip = super()._render_line(y, 0, full_width, base_style)
+            strip = super()._render_line(y, 0, self._padded_width, base_style)
         else:
             strip, drawn_at = drawn
             if drawn_at != y:

@@ -4,8 +4,8 @@
 `inspect.signature` on each before walking the visible lines for it: toggling train/eval on
 gpt2_xl relabels 488 inspector rows, and those callbacks were ~20 ms of the key's 55 ms.
 Textual 8.2's node keeps its label in ``_label`` and its line cache is keyed on ``_updates``
-(pyproject pins textual to 8.2.x), so this sets both and repaints the tree once (a
-``LeanTree``: only the rows on screen whose label changed).
+(pyproject pins textual to 8.2.x), so this sets both and repaints the tree once (only the
+rows on screen whose label changed: see ``LeanTree``).
 
 Building the labels themselves is the rest of the cost (~25 µs a row: 12 ms of gpt2_xl's
 train/eval), and only the ~25 rows on screen show in the key's frame. :class:`OnScreenFirst`
@@ -17,25 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from rich.text import TextType
-from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from tuilab.app.widgets.lean_tree import LeanTree
 
 
-def set_labels(tree: Tree, labels: Iterable[tuple[TreeNode, TextType]]) -> None:
-    """Give each node its new label, then repaint the tree once (nothing when none)."""
+def set_labels(tree: LeanTree, labels: Iterable[tuple[TreeNode, TextType]]) -> None:
+    """Give each node its new label, then repaint the rows on screen whose label changed
+    (nothing when none)."""
     changed = False
     for node, label in labels:
         node._label = tree.process_label(label)
         node._updates += 1
         changed = True
-    if not changed:
-        return
-    if isinstance(tree, LeanTree):
+    if changed:
         tree.repaint_changed_lines()
-    else:
-        tree.refresh()
 
 
 LabelMaker = Callable[[], TextType]
@@ -49,7 +45,7 @@ class OnScreenFirst:
     ``settle`` (run after the next frame) sets every pending label.
     """
 
-    def __init__(self, tree: Tree) -> None:
+    def __init__(self, tree: LeanTree) -> None:
         self.tree = tree
         self._later: dict[int, tuple[TreeNode, LabelMaker]] = {}
 
