@@ -283,6 +283,46 @@ def test_failure_message_names_the_root_cause_in_the_scripts_words() -> None:
     assert failure_message("boom\n", 2) == "torchrun exited with code 2: boom"
 
 
+
+#: torchrun's report from a CI run where rank 1 was killed: rank 0 lost its peer, said so and
+#: aborted in the same second, and torchrun named rank 0 (the lower) as the root cause.
+PEER_KILLED = """\
+error: rank 0: RuntimeError: [gloo/transport/tcp/pair.cc:553] Connection closed by peer \
+[127.0.0.1]:30091. This is typically caused by a remote worker crashing.
+terminate called without an active exception
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+train.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-04_00:21:45
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 7800)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 7800
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-04_00:21:45
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -6 (pid: 7799)
+  error_file: <N/A>
+  traceback : Signal 6 (SIGABRT) received by PID 7799
+============================================================
+"""
+
+
+def test_failure_message_passes_over_a_rank_that_only_lost_its_peer() -> None:
+    assert failure_message(PEER_KILLED, 1) == (
+        "rank 1 failed with exit code -9 (Signal 9 (SIGKILL) received by PID 7800); "
+        "torchrun stopped the other processes")
+    # When every failed rank only lost a peer, torchrun's root cause stands.
+    both_lost = PEER_KILLED.replace("error: rank 0", "error: rank 1: broken pipe\nerror: rank 0")
+    assert failure_message(both_lost, 1).startswith("rank 0: RuntimeError:")
+
 # --- cuda -----------------------------------------------------------------------------------------
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -72,12 +72,38 @@ def check_processes(nproc: object) -> int:
     return nproc
 
 
+#: What a rank says when it failed only because a peer vanished (gloo's or NCCL's words).
+PEER_LOST = re.compile(r"closed by peer|reset by peer|remote worker|remote process|broken pipe|"
+                       r"gloo read error|gloo write error", re.IGNORECASE)
+
+
+def _failed_ranks(log: str) -> list[tuple[int, int, str]]:
+    """(rank, exit code, traceback line) of each rank torchrun reported as failed, its "Root
+    Cause" first, then the others it listed under "Failures"."""
+    root_at = log.rfind("Root Cause")
+    if root_at < 0:
+        return []
+    failures_at = log.rfind("Failures:", 0, root_at)
+    parts = [log[root_at:], log[failures_at:root_at] if failures_at >= 0 else ""]
+    found: list[tuple[int, int, str]] = []
+    for entry in (entry for part in parts for entry in re.split(r"\n\s*\[\d+\]:", part)[1:]):
+        rank = re.search(r"rank\s*:\s*(\d+)", entry)
+        code = re.search(r"exitcode\s*:\s*(-?\d+)", entry)
+        why = re.search(r"traceback\s*:\s*(.+)", entry)
+        if rank and code:
+            found.append((int(rank.group(1)), int(code.group(1)),
+                          why.group(1).strip() if why else ""))
+    return found
+
+
 def failure_message(log: str, returncode: int) -> str:
     """One line saying which rank failed and why, from torchrun's and the script's output.
 
-    torchrun names the first rank that failed ("Root Cause"); when that rank said why (the
-    script's ``error: rank N: …`` line), that is the message. The other ranks' errors are
-    consequences (a peer that vanished mid all-reduce) and are left out.
+    torchrun names a "Root Cause", but when ranks end in the same second it names the lowest
+    one, often a rank that only lost its peer. So the cause is the first failed rank whose
+    own words (the script's ``error: rank N: …`` line) do not say a peer vanished; its words
+    are the message when it said any. The other ranks' errors are consequences and are left
+    out.
     """
     said: dict[int | None, str] = {}
     for line in log.splitlines():
@@ -85,17 +111,16 @@ def failure_message(log: str, returncode: int) -> str:
             text = line.removeprefix("error: ")
             match = re.match(r"rank (\d+): ", text)
             said.setdefault(int(match.group(1)) if match else None, text)
-    root = log[log.rfind("Root Cause"):] if "Root Cause" in log else ""
-    rank = re.search(r"rank\s*:\s*(\d+)", root)
-    code = re.search(r"exitcode\s*:\s*(-?\d+)", root)
-    why = re.search(r"traceback\s*:\s*(.+)", root)
-    if rank and code:
-        if int(rank.group(1)) in said:
-            return said[int(rank.group(1))]
-        text = f"rank {rank.group(1)} failed with exit code {code.group(1)}"
-        if why and "<N/A>" not in why.group(1) and "To enable traceback" not in why.group(1):
-            text += f" ({why.group(1).strip()})"
-        if int(code.group(1)) > 0 and said:  # an error, not a signal: the others' words
+    failed = _failed_ranks(log)
+    if failed:
+        causes = [entry for entry in failed if not PEER_LOST.search(said.get(entry[0], ""))]
+        rank, code, why = (causes or failed)[0]
+        if rank in said:
+            return said[rank]
+        text = f"rank {rank} failed with exit code {code}"
+        if why and "<N/A>" not in why and "To enable traceback" not in why:
+            text += f" ({why})"
+        if code > 0 and said:  # an error, not a signal: the others' words
             text += f"; {next(iter(said.values()))}"
         return text + "; torchrun stopped the other processes"
     if said:
