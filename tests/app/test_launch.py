@@ -286,10 +286,12 @@ async def test_forward_key_reaches_the_run_panel() -> None:
         assert again[0].endswith("\nout = net(x)")
 
 
-async def test_closing_a_dialog_rebuilds_the_footer_once_with_the_lab_keys_on(
+async def test_a_dialog_over_the_lab_leaves_the_lab_footer_as_it_was(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Closing a dialog signals "bindings changed" twice (focus back, screen resumed); Textual's
-    Footer rebuilt all its keys for each. One rebuild, and the lab's keys are live again."""
+    """A dialog draws its own footer over the lab's. Textual's Footer rebuilt the lab's keys
+    under it (for nobody to see) and again for each "bindings changed" signal when it closed,
+    in the frames right after the dialog's edit. The lab's footer is left as it was, its keys
+    live again at once, and they are what a rebuild shows."""
     from textual.widgets._footer import FooterKey
 
     from tuilab.app.widgets.footer import LabFooter
@@ -297,23 +299,34 @@ async def test_closing_a_dialog_rebuilds_the_footer_once_with_the_lab_keys_on(
     app = make_app("mlp")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
+        footer = app.screen.query_one(LabFooter)
         rebuilds = [0]
         real = LabFooter.recompose
 
         async def counted(self: LabFooter) -> None:
-            if self.screen is app.screen_stack[0]:
+            if self is footer:
                 rebuilds[0] += 1
             await real(self)
 
+        def keys() -> list[tuple[str, bool, str]]:
+            return [(key.action, key.has_class("-disabled"), str(key.render()))
+                    for key in footer.query(FooterKey)]
+
         monkeypatch.setattr(LabFooter, "recompose", counted)
         await select(pilot, "0")
+        before = keys()
+        assert ("add_after", False) in [(action, off) for action, off, _ in before]
         await pilot.press("e")  # the argument form
         await settle(pilot)
-        assert app.screen is not app.screen_stack[0]
-        rebuilds[0] = 0
+        dialog = app.screen
+        assert dialog is not app.screen_stack[0]
+        bottom, _ = dialog.get_widget_at(1, SIZE[1] - 1)
+        assert dialog.query_one(LabFooter) in (bottom, *bottom.ancestors)  # its own keys
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is app.screen_stack[0]
-        assert rebuilds[0] == 1
-        keys = {key.action: key for key in app.screen.query(FooterKey)}
-        assert not keys["add_after"].has_class("-disabled")
+        assert rebuilds[0] == 0
+        assert keys() == before
+        footer.refresh(recompose=True)  # what Textual's own rebuild shows
+        await settle(pilot)
+        assert rebuilds[0] == 1 and keys() == before

@@ -51,6 +51,8 @@ class Dialog(ModalScreen[ResultType]):
 
     answered: bool = False
     """True once `dismiss` has run: later answers are dropped, and forms stop submitting."""
+    has_own_footer: ClassVar[bool] = True
+    """Its footer (see `on_mount`) covers the lab's: the lab's waits (`LabFooter.covered`)."""
 
     @property
     def on_top(self) -> bool:
