@@ -542,5 +542,17 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
+def leave(code: int) -> None:
+    """End the process. A rank torchrun launched skips the interpreter's teardown: fully_shard's
+    hooks keep the process group alive past destroy_process_group, so gloo's destructor ran
+    during that teardown and aborted the rank now and then ("terminate called without an
+    active exception", exit -6) after a run that had finished and saved."""
+    if "WORLD_SIZE" not in os.environ:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # every file the run wrote is closed by now
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
