@@ -14,8 +14,9 @@ How:
   *fresh* layer of the same class and arguments — not the user's weights, which may be large
   and carry hooks — on a one-sample, two-step input: forward under ``no_grad``, as the lab's
   forward pass runs, or, where the caller will train, forward with gradients and backward.
-  The two differ: torch 2.13's CPU runs an LSTM under float16 autocast without gradients but
-  has no oneDNN primitive for its training forward (measured). Under ``autocast`` the layer
+  The two differ: torch 2.13's CPU build, on a Xeon, runs an LSTM under float16 autocast
+  without gradients but has no oneDNN primitive for its training forward; on an AMD EPYC it
+  has neither (both measured). Under ``autocast`` the layer
   keeps float32 weights and runs in an autocast region, as a mixed-precision run does.
 * A failure is only the dtype's fault if the same probe passes in float32 on that device;
   when both fail the probe has nothing to say (the run will report its own error).
