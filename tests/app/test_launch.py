@@ -4,9 +4,11 @@ confirmation, `tuilab.show`, and the live-internals demo (BatchNorm buffers afte
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
+import torch
 from app_helpers import child_blocks, choose_block, lab_app, module_labels, select, settle
 from rich.text import Text
 
@@ -15,6 +17,7 @@ from tuilab.app.launch import launch
 from tuilab.app.messages import LabChanged, LabReady, SummaryFailed, SummaryReady
 from tuilab.app.screens.dialogs import ConfirmScreen
 from tuilab.core.errors import SpecFileError
+from tuilab.core.threads import intra_op_threads
 from tuilab.core.usercode import describe, load_user_module
 
 SIZE = (120, 40)
@@ -330,3 +333,20 @@ async def test_a_dialog_over_the_lab_leaves_the_lab_footer_as_it_was(
         footer.refresh(recompose=True)  # what Textual's own rebuild shows
         await settle(pilot)
         assert rebuilds[0] == 1 and keys() == before
+
+
+async def test_the_apps_own_thread_computes_on_one_thread_while_the_lab_is_open() -> None:
+    """Edits run torch on the app's thread after a pause: with one thread no operator waits
+    for OpenMP to wake a second (core/threads.py); workers keep the number, and the caller
+    has its own back once the app ends."""
+    seen: list[int] = []
+    with intra_op_threads(3):
+        app = lab_app()
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+            worker.start()
+            worker.join()
+            assert app.lab is not None and torch.get_num_threads() == 1
+        assert seen == [3] and torch.get_num_threads() == 3
+

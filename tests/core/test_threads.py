@@ -14,6 +14,8 @@ from tuilab.core.threads import (
     SPLIT_FLOPS,
     ThreadChoice,
     choose_threads,
+    intra_op_threads,
+    one_thread_for_keys,
     resolve_threads,
     step_flops,
 )
@@ -115,3 +117,21 @@ def test_a_users_own_forward_is_never_run_to_count_flops() -> None:
 
     assert step_flops(Counting(), torch.zeros(1, 4), 8) == 6 * (4 * 3 + 3) * 8
     assert calls == []
+
+
+def _in_a_new_thread() -> int:
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_the_keys_thread_computes_on_one_thread_and_new_threads_keep_the_number() -> None:
+    with intra_op_threads(3):
+        with one_thread_for_keys():
+            assert torch.get_num_threads() == 1
+            assert _in_a_new_thread() == 3  # a run, a summary, a values worker
+        assert torch.get_num_threads() == 3
+        assert _in_a_new_thread() == 3
+

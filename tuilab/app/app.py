@@ -174,6 +174,8 @@ class TuilabApp(WeightsActions, App[int]):
         self.last_update: LabUpdate | None = None
         self.collector = IdleCollector()
         """Runs full garbage collections between edits rather than inside one."""
+        self._keys_thread: contextlib.ExitStack | None = None
+        """torch's one-thread setting for this (the keys') thread, from the first lab on."""
 
     # --- layout ---------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[Any]:
@@ -387,6 +389,11 @@ class TuilabApp(WeightsActions, App[int]):
         `announce=False` for a lesson's step, whose pane already says what opened."""
         previous = self.lab
         self.lab = lab
+        if self._keys_thread is None:  # torch is loaded now
+            from tuilab.core.threads import one_thread_for_keys
+
+            self._keys_thread = contextlib.ExitStack()
+            self._keys_thread.enter_context(one_thread_for_keys())
         self.refresh_bindings()  # the lab's keys are possible now: the footer shows them on
         try:
             if lab.editable:
@@ -1278,6 +1285,8 @@ class TuilabApp(WeightsActions, App[int]):
         from tuilab.core.autosave import end_session
 
         self.collector.uninstall()
+        if self._keys_thread is not None:
+            self._keys_thread.close()
         end_session()
 
     async def action_quit(self) -> None:
