@@ -135,11 +135,23 @@ def make_case_task(case: TrainCase, model: nn.Module) -> TaskData:
 
 def run_bare(case: TrainCase, model: nn.Module | None = None, *, make_data: bool = False,
              steady: bool = False) -> tuple[float, list[float]]:
-    """The hand-written loop on a fresh copy: (steps per second, every step's loss).
+    """The hand-written loop on a fresh copy: (steps per second, every step's loss), at the
+    trainer's thread count (run in the app's own thread, which computes on one, it would
+    otherwise do a different computation from the trainer's).
 
     With `make_data` the task is made inside the timed region, as the app's run does it;
     with `steady` the clock starts at the first step (the trainer's own steps/s does too).
     """
+    from tuilab.core.threads import intra_op_threads
+
+    if case.config.threads is None:
+        return _bare_loop(case, model, make_data=make_data, steady=steady)
+    with intra_op_threads(case.config.threads):
+        return _bare_loop(case, model, make_data=make_data, steady=steady)
+
+
+def _bare_loop(case: TrainCase, model: nn.Module | None, *, make_data: bool,
+               steady: bool) -> tuple[float, list[float]]:
     import torch
 
     model = model if model is not None else case.fresh_model()
