@@ -27,7 +27,8 @@ runs).
 
 torch's thread count belongs to the calling thread here (OpenMP keeps it per thread): the
 run sets it in the thread that iterates the trainer and puts it back when the run ends, so
-the app's UI thread is never affected.
+the app's UI thread is never affected. That thread has its own rule, one thread for the
+small work of an edit (:func:`one_thread_for_keys`).
 """
 
 from __future__ import annotations
