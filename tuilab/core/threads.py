@@ -165,4 +165,3 @@ def _set_in_a_thread_of_its_own(threads: int) -> None:
                               name="tuilab-threads")
     setter.start()
     setter.join()
-
