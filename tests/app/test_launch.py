@@ -349,4 +349,3 @@ async def test_the_apps_own_thread_computes_on_one_thread_while_the_lab_is_open(
             worker.join()
             assert app.lab is not None and torch.get_num_threads() == 1
         assert seen == [3] and torch.get_num_threads() == 3
-

@@ -134,4 +134,3 @@ def test_the_keys_thread_computes_on_one_thread_and_new_threads_keep_the_number(
             assert _in_a_new_thread() == 3  # a run, a summary, a values worker
         assert torch.get_num_threads() == 3
         assert _in_a_new_thread() == 3
-

@@ -142,11 +142,12 @@ def run_bare(case: TrainCase, model: nn.Module | None = None, *, make_data: bool
     With `make_data` the task is made inside the timed region, as the app's run does it;
     with `steady` the clock starts at the first step (the trainer's own steps/s does too).
     """
+    from contextlib import nullcontext
+
     from tuilab.core.threads import intra_op_threads
 
-    if case.config.threads is None:
-        return _bare_loop(case, model, make_data=make_data, steady=steady)
-    with intra_op_threads(case.config.threads):
+    threads = case.config.threads
+    with intra_op_threads(threads) if threads is not None else nullcontext():
         return _bare_loop(case, model, make_data=make_data, steady=steady)
 
 

@@ -152,12 +152,9 @@ def one_thread_for_keys() -> Iterator[None]:
     of its own, so only the calling thread keeps one.
     """
     saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    _set_in_a_thread_of_its_own(saved)
-    try:
+    with intra_op_threads(1):
+        _set_in_a_thread_of_its_own(saved)
         yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _set_in_a_thread_of_its_own(threads: int) -> None:
