@@ -297,16 +297,17 @@ def test_a_dialog_edit_is_also_given_beside_a_dialog_closed_without_an_edit() ->
     from tuilab.bench.edits import edit_row
     from tuilab.bench.run import edit_goals
 
-    row = edit_row(_edit_comparison([30.0], [60.0]), "mlp", "dtype", [0.1], 5.0, [5.0], [],
-                   dialog_floor=20.0)
+    row = edit_row(_edit_comparison([30.0], [60.0]), "mlp", "change an argument", [0.1], 5.0,
+                   [5.0], [], dialog_floor=20.0)
     assert row["of_dialog_floor"] == 1.5 and row["dialog_floor_ms"] == 20.0
     assert row["met"] is False  # 6× the floor: the verdict is still the goal
     (goal,) = edit_goals([row])
     assert goal.measured.endswith("; 1.50× a dialog closed without an edit (20.0 ms)")
 
 
-async def test_the_dialog_floor_closes_the_precision_dialog_and_changes_nothing() -> None:
+async def test_the_dialog_floor_closes_the_argument_form_and_changes_nothing() -> None:
     from tuilab.app.app import make_app
+    from tuilab.app.widgets.arg_form import ArgForm
     from tuilab.bench.edits import APP_SIZE, DIALOG_FLOOR, FrameClock, app_edit, measure_app_edit
     from tuilab.core.lab import Lab
     from tuilab.core.workspace import load_preset
@@ -318,13 +319,14 @@ async def test_the_dialog_floor_closes_the_precision_dialog_and_changes_nothing(
         await pilot.pause()
         closing = app_edit(DIALOG_FLOOR, app, pilot)
         await closing.prepare()
-        assert not closing.shown() and app.screen.query("OptionList")  # the dialog is open
+        assert not closing.shown() and isinstance(app.screen, ArgForm)  # the dialog is open
         await pilot.press("escape")
         await pilot.pause()
         assert closing.shown()
         ms = await measure_app_edit(FrameClock(app), app, pilot, closing, naive=False,
                                     floor=True)
-        assert ms > 0 and closing.shown() and lab.dtype_name == "float32"
+        assert ms > 0 and closing.shown() and lab.spec.root.children[-1].args == {
+            "in_features": 256, "out_features": 10, "bias": True}  # the form changed nothing
         assert lab.code_log == [lab.code_log[0]]  # nothing was done to the model
 
 

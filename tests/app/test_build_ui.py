@@ -331,9 +331,12 @@ async def test_precision_picker_changes_parameter_dtype() -> None:
         await settle(pilot)
         await pilot.press("P")
         await pilot.pause()
-        assert isinstance(app.screen, ChoiceScreen)
+        assert app.asking is app.header and app.screen is app.screen_stack[0]
+        assert "Precision" in app.header.text and "▸float32✓◂" in app.header.text
+        assert "⏎ apply  esc cancel" in app.header.text  # its own keys, where it is asked
         await pilot.press("down", "down", "down", "enter")  # float32 -> float64
         await settle(pilot)
+        assert app.asking is None and app.builder.has_focus  # the focus never moved
         assert app.lab.model[0].weight.dtype.__str__() == "torch.float64"
         for key in table_keys(app, "parameters"):
             assert app.inspector.row_text("parameters", key)[2] == "float64"
@@ -346,13 +349,19 @@ async def test_device_picker_lists_devices_and_refuses_absent_ones() -> None:
         await settle(pilot)
         await pilot.press("c")
         await pilot.pause()
-        picker = app.screen
-        assert isinstance(picker, ChoiceScreen)
-        names = [value for value, _, _ in picker.choices]
-        assert names[0] == "cpu"
+        prompt = app.header.prompt
+        assert prompt is not None
+        names = [choice.value for choice in prompt.choices]
+        assert names[0] == "cpu" and "cuda" in names
+        absent = [index for index, choice in enumerate(prompt.choices) if not choice.available]
+        if absent:  # enter on a device absent here: the prompt stays, saying why
+            await pilot.press(*["right"] * absent[0], "enter")
+            choice = prompt.choices[absent[0]]
+            assert app.asking is app.header and f"{choice.value}: {choice.description}" in (
+                app.header.text)
         await pilot.press("escape")
         await pilot.pause()
-        assert app.lab.device == "cpu"
+        assert app.asking is None and app.lab.device == "cpu"
         # a device that cannot be used: a clear message, nothing changed
         before = app.lab.snapshot
         app._mode(lambda: app.lab.set_device("cuda:7"))

@@ -31,7 +31,10 @@ async def until(pilot: Pilot, done: Any, what: str, seconds: float = 30) -> None
 
 
 async def dialog(pilot: Pilot) -> Any:
-    await until(pilot, lambda: not isinstance(pilot.app.screen, MainScreen), "a dialog")
+    """Wait for a dialog, or a choice asked in the header's line (precision, device)."""
+    app = pilot.app
+    await until(pilot, lambda: not isinstance(app.screen, MainScreen) or app.asking is not None,
+                "a dialog")
     await pilot.pause()
     return pilot.app.screen
 

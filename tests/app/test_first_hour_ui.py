@@ -53,7 +53,6 @@ def _footer_text(pilot: Pilot) -> str:
 
 @pytest.mark.parametrize(("keys", "expected"), [
     (["question_mark"], ["Close"]),
-    (["P"], ["Cancel"]),
     (["r"], ["Cancel"]),
     (["t"], ["Cancel", "Start"]),
     (["e"], ["Cancel", "Apply"]),

@@ -597,7 +597,6 @@ async def test_the_apps_precision_key_refuses_it_visibly_and_changes_nothing(
     from hardening_helpers import lab_state
 
     from tuilab.app.app import make_app
-    from tuilab.app.screens.dialogs import ChoiceScreen
 
     refusing_kernels(torch.bfloat16)
     lab = Lab.from_workspace(load_workspace(REPO / "presets" / "lstm.toml"))
@@ -605,7 +604,7 @@ async def test_the_apps_precision_key_refuses_it_visibly_and_changes_nothing(
     async with app.run_test(size=(120, 40)) as pilot:
         await app.workers.wait_for_complete()
         before = lab_state(lab)
-        await _press_until(pilot, "P", lambda: isinstance(app.screen, ChoiceScreen))
+        await _press_until(pilot, "P", lambda: app.asking is not None)
         await pilot.press("down", "down", "enter")  # float32 -> float16 -> bfloat16
         await pilot.pause(0.2)
         messages = [n.message for n in app._notifications]

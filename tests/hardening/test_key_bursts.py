@@ -41,11 +41,18 @@ async def test_a_choice_answered_twice_in_one_burst_is_taken_once() -> None:
         await pilot.pause()
         app.builder.focus()
         for _ in range(5):
-            await burst(pilot, "P", "down", "enter", "enter", "enter")
+            await burst(pilot, "P")
+            assert app.asking is not None  # the precision is asked in the header's line
+            await burst(pilot, "down", "enter", "enter", "enter")
             _up(app)
+        # each burst changed the precision once, to the next one down the list
+        casts = [line for line in lab.code_log if line.startswith("net.to(torch.")]
+        assert len(casts) == 5 and lab.dtype_name == "float16"  # 32→16→b16→64→32→16
         await burst(pilot, "P", "enter", "enter", "P", "escape", "escape", "escape")
+        await burst(pilot, "escape")
         _up(app)
-        assert isinstance(app.screen, MainScreen)
+        assert isinstance(app.screen, MainScreen) and app.asking is None
+        assert lab.dtype_name == "float16"
 
 
 async def test_bursts_of_dialog_keys_and_answers_during_a_run_never_bring_the_app_down(

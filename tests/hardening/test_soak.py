@@ -46,10 +46,10 @@ async def _close_dialogs(pilot: Pilot[Any], rng: random.Random) -> None:
     """Answer whatever dialog is open: sometimes with enter (accept), else escape."""
     app = pilot.app
     for _ in range(4):
-        if isinstance(app.screen, MainScreen):
+        if isinstance(app.screen, MainScreen) and app.asking is None:
             return
         name = type(app.screen).__name__
-        if name == "ChoiceScreen" and rng.random() < 0.5:
+        if app.asking is not None and rng.random() < 0.5:
             await pilot.press(rng.choice(["down", "up"]), "enter")  # a precision or device
         elif name == "TextPrompt" and rng.random() < 0.3:
             await pilot.press("enter")  # the current value: rename to itself, same shape

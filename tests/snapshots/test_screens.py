@@ -207,3 +207,13 @@ def test_values_view(snap_compare) -> None:
         _no_blink(pilot)
 
     assert snap_compare(_app("shared_mlp"), terminal_size=(100, 30), run_before=open_values)
+
+
+def test_precision_asked_in_the_header_at_80x24(snap_compare) -> None:
+    """The choice in the header's line, its keys beside it; the lab under it unchanged."""
+    async def ask(pilot: Pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("P", "right", "right")
+        await pilot.pause()
+
+    assert snap_compare(_app("mlp"), terminal_size=(80, 24), run_before=ask)

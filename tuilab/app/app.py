@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
@@ -54,6 +55,7 @@ from tuilab.app.screens.help import HelpScreen
 from tuilab.app.weights_flow import WeightsActions
 from tuilab.app.widgets.arg_form import ArgForm
 from tuilab.app.widgets.builder import BuilderTree, ShapeInfo
+from tuilab.app.widgets.choice_prompt import ChoicePrompt
 from tuilab.app.widgets.code_log import CodeLog
 from tuilab.app.widgets.footer import LabFooter
 from tuilab.app.widgets.header import LabHeader
@@ -122,9 +124,39 @@ class MainScreen(Screen[None]):
 
     While a dialog is open the lab's keys are off (`TuilabApp.check_action`), so the footer
     left visible under the dialog is refreshed on suspend and resume to show just that.
+
+    A choice prompt (precision, device) is asked in the header's line and leaves the focus
+    where it was, so its keys are bindings here, with priority over the focused panel's, that
+    step aside (`SkipAction`) while no prompt is open.
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left,up", "prompt_move(-1)", show=False, priority=True),
+        Binding("right,down", "prompt_move(1)", show=False, priority=True),
+        Binding("enter", "prompt_pick", show=False, priority=True),
+        Binding("escape", "prompt_cancel", show=False, priority=True),
+    ]
+
+    def _asking(self) -> LabHeader:
+        """The header while it asks a choice; otherwise the key is not the prompt's."""
+        header: LabHeader | None = getattr(self.app, "asking", None)
+        if header is None:
+            raise SkipAction
+        return header
+
+    def action_prompt_move(self, step: int) -> None:
+        self._asking().move(step)
+
+    def action_prompt_pick(self) -> None:
+        self._asking().pick()
+
+    def action_prompt_cancel(self) -> None:
+        self._asking().answer(None)
+
     def on_screen_suspend(self) -> None:
+        asking = getattr(self.app, "asking", None)
+        if asking is not None:  # a dialog over the lab (quit, help…): the choice is dropped
+            asking.answer(None)
         self.refresh_bindings()
 
     def on_screen_resume(self) -> None:
@@ -173,6 +205,7 @@ class TuilabApp(WeightsActions, App[int]):
         """The last shape summary shown (tests read it)."""
         self.last_update: LabUpdate | None = None
         self.collector = IdleCollector()
+        self._asking_header: LabHeader | None = None
         """Runs full garbage collections between edits rather than inside one."""
         self._keys_thread: contextlib.ExitStack | None = None
         """torch's one-thread setting for this (the keys') thread, from the first lab on."""
@@ -195,6 +228,19 @@ class TuilabApp(WeightsActions, App[int]):
             with TabPane("Run", id="run-tab"):
                 yield Static("runs: loading PyTorch…", id="run-placeholder")
         yield LabFooter()
+
+    @property
+    def asking(self) -> LabHeader | None:
+        """The header while it asks a choice (`ask`). Read on every key and binding check,
+        so the header is found once, when it first asks, not queried each time."""
+        header = self._asking_header
+        return header if header is not None and header.prompt is not None else None
+
+    def ask(self, title: str, choices: list[tuple[str, str, bool]], current: str | None,
+            on_answer: Callable[[str | None], None]) -> None:
+        """Ask for one of a few choices in the header's line (see `choice_prompt.py`)."""
+        self._asking_header = self.header
+        self.header.ask(ChoicePrompt(title, choices, current, on_answer))
 
     @property
     def builder(self) -> BuilderTree:
@@ -714,8 +760,8 @@ class TuilabApp(WeightsActions, App[int]):
     # --- which actions are possible now ---------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in LAB_ACTIONS or action in FILE_ACTIONS:
-            if not isinstance(self.screen, MainScreen):
-                return False  # a dialog is open: its keys, not ours
+            if not isinstance(self.screen, MainScreen) or self.asking is not None:
+                return False  # a dialog or a choice prompt is open: its keys, not ours
             if action in LAB_ACTIONS and self.lab is None:
                 return None
         return True
@@ -978,7 +1024,7 @@ class TuilabApp(WeightsActions, App[int]):
             if name and name != lab.device:
                 self._mode(lambda: lab.set_device(name))
 
-        self.push_screen(ChoiceScreen("Device", choices, current=lab.device), chosen)
+        self.ask("Device", choices, lab.device, chosen)
 
     def action_precision(self) -> None:
         lab = self._need_lab()
@@ -989,9 +1035,7 @@ class TuilabApp(WeightsActions, App[int]):
             if name and name != lab.dtype_name:
                 self._mode(lambda: lab.set_dtype(name))
 
-        self.push_screen(ChoiceScreen("Precision (dtype)",
-                                      [(n, d, True) for n, d in DTYPE_CHOICES],
-                                      current=lab.dtype_name), chosen)
+        self.ask("Precision", [(n, d, True) for n, d in DTYPE_CHOICES], lab.dtype_name, chosen)
 
     # --- runs (the run panel does the work) -----------------------------------------------
     def _run(self, action: str) -> None:

@@ -51,10 +51,12 @@ edits --edit-presets rows_10k`): each of its edits starts a shape summary and me
 that runs for minutes on 10,000 layers, and the bench waits for workers between edits (the
 section did not finish in 12 minutes on the 2-core machine); its dtype edit takes ~13 s."""
 EDITS = ("add a block", "change an argument", "train/eval", "dtype")
-DIALOG_EDITS = ("change an argument", "dtype")
-"""Edits made in a dialog: their frame also closes a modal that dimmed the whole screen, so
-every cell is drawn again. Each is also given beside a dialog closed without an edit (Esc),
-the least such a frame costs, so what the edit adds of its own can be read apart."""
+DIALOG_EDITS = ("change an argument",)
+"""Edits made in a dialog (the argument form): their frame also closes a modal screen, and
+Textual repaints every cell of the screen under it. Each is also given beside the same dialog
+closed without an edit (Esc), the least such a frame costs, so what the edit adds of its own
+can be read apart. (The precision is chosen in the header's line, not in a dialog: see
+``tuilab/app/widgets/choice_prompt.py``.)"""
 FLOOR_GOAL = 2.0
 """An edit's key → frame within this many times the floor (a cursor move's key → frame)."""
 REBUILD_GOAL = 0.3
@@ -256,9 +258,11 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
         return AppEdit(prepare_cursor, ("down",), moved, back_up)
 
     if edit == DIALOG_FLOOR:
-        async def open_precision() -> None:
-            builder.focus()
-            await pilot.press("P")
+        form_of = last_linear(lab)
+
+        async def open_form() -> None:
+            await select(form_of)
+            await pilot.press("e")
             await pilot.pause()
 
         def closed() -> bool:
@@ -267,7 +271,7 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
         async def nothing() -> None:
             await pilot.pause()
 
-        return AppEdit(open_precision, ("escape",), closed, nothing)
+        return AppEdit(open_form, ("escape",), closed, nothing)
 
     if edit == "add a block":
         leaf = last_linear(lab)
@@ -334,8 +338,8 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
             builder.focus()
             await pilot.press("P")
             await pilot.pause()
-            options = app.screen.query_one("OptionList")
-            options.highlighted = options.get_option_index(name)
+            app.header.prompt.highlight(name)
+            app.header.refresh()
             await pilot.pause()
 
         def cast() -> bool:

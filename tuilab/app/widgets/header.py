@@ -1,7 +1,8 @@
 """The header line: which model, in which mode, how big, and whether it is saved.
 
 Everything comes from the lab's attributes and its snapshot totals (plain numbers), so the
-header redraws in microseconds after every change.
+header redraws in microseconds after every change. While a choice prompt is open (the
+precision, the device: `choice_prompt.py`) the line is that prompt.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual import events
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tuilab.app.widgets.choice_prompt import ChoicePrompt
 from tuilab.core.safe_text import printable
 from tuilab.core.units import size_text
 
@@ -41,6 +44,56 @@ class LabHeader(Widget):
         self.lab: Lab | None = None
         self.memory: MemoryPlan | None = None
         """The last memory plan (a training step's peak, and where it fits), or None."""
+        self.prompt: ChoicePrompt | None = None
+        """The choice asked in this line, while it is open."""
+
+    def ask(self, prompt: ChoicePrompt) -> bool:
+        """Show `prompt` in this line until it is answered. Returns False (and does nothing)
+        while another is open: a key pressed twice asks once."""
+        if self.prompt is not None:
+            return False
+        self.prompt = prompt
+        self.app.capture_mouse(self)  # every click comes here meanwhile: see on_click
+        self.refresh()
+        return True
+
+    def answer(self, value: str | None) -> None:
+        """Close the prompt (in this frame: the line shows the model again), then answer it."""
+        prompt, self.prompt = self.prompt, None
+        if prompt is not None:
+            if self.app.mouse_captured is self:
+                self.app.capture_mouse(None)
+            self.refresh()
+            prompt.answer(value)
+
+    def pick(self) -> None:
+        """Answer the prompt's highlighted choice; on one that cannot be chosen, stay open
+        (the line says why it cannot)."""
+        if self.prompt is not None and self.prompt.picked is not None:
+            self.answer(self.prompt.picked)
+        else:
+            self.app.bell()
+
+    def move(self, step: int) -> None:
+        if self.prompt is not None:
+            self.prompt.move(step)
+            self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        """While a prompt is open the header has the mouse, so every click comes here: one
+        on a choice picks it, one outside the line closes the prompt with no change, and
+        neither reaches what is under it (as with a modal, nothing there starts an edit or
+        a run meanwhile)."""
+        prompt = self.prompt
+        if prompt is None:
+            return
+        event.stop()
+        if not self.size.region.contains(event.x, event.y):
+            self.answer(None)
+            return
+        value = prompt.value_at(event.x - self.styles.padding.left)
+        if value is not None:
+            self.answer(value)
 
     def show_memory(self, plan: MemoryPlan | None) -> None:
         """Show a new memory plan (None hides it: the shapes failed or need real values)."""
@@ -63,6 +116,8 @@ class LabHeader(Widget):
         return self.render().plain
 
     def render(self) -> Text:
+        if self.prompt is not None:
+            return self.prompt.render()
         lab = self.lab
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("tuilab ", style="bold")
