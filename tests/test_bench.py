@@ -290,44 +290,6 @@ def test_an_edit_meets_its_goal_within_twice_the_floor_and_on_big_models_a_third
     assert big["rebuild_goal"] == 0.3 and big["met"] is False  # 0.33× the rebuild
     fast = edit_row(_edit_comparison([15.0], [60.0]), "rows_10k", "dtype", [5.0], 10.0, [10.0], [])
     assert fast["met"] is True
-    assert fast["of_dialog_floor"] is None and fast["dialog_floor_ms"] is None
-
-
-def test_a_dialog_edit_is_also_given_beside_a_dialog_closed_without_an_edit() -> None:
-    from tuilab.bench.edits import edit_row
-    from tuilab.bench.run import edit_goals
-
-    row = edit_row(_edit_comparison([30.0], [60.0]), "mlp", "change an argument", [0.1], 5.0,
-                   [5.0], [], dialog_floor=20.0)
-    assert row["of_dialog_floor"] == 1.5 and row["dialog_floor_ms"] == 20.0
-    assert row["met"] is False  # 6× the floor: the verdict is still the goal
-    (goal,) = edit_goals([row])
-    assert goal.measured.endswith("; 1.50× a dialog closed without an edit (20.0 ms)")
-
-
-async def test_the_dialog_floor_closes_the_argument_form_and_changes_nothing() -> None:
-    from tuilab.app.app import make_app
-    from tuilab.app.widgets.arg_form import ArgForm
-    from tuilab.bench.edits import APP_SIZE, DIALOG_FLOOR, FrameClock, app_edit, measure_app_edit
-    from tuilab.core.lab import Lab
-    from tuilab.core.workspace import load_preset
-
-    lab = Lab(load_preset("mlp"))
-    app = make_app(lab=lab)
-    async with app.run_test(size=APP_SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        closing = app_edit(DIALOG_FLOOR, app, pilot)
-        await closing.prepare()
-        assert not closing.shown() and isinstance(app.screen, ArgForm)  # the dialog is open
-        await pilot.press("escape")
-        await pilot.pause()
-        assert closing.shown()
-        ms = await measure_app_edit(FrameClock(app), app, pilot, closing, naive=False,
-                                    floor=True)
-        assert ms > 0 and closing.shown() and lab.spec.root.children[-1].args == {
-            "in_features": 256, "out_features": 10, "bias": True}  # the form changed nothing
-        assert lab.code_log == [lab.code_log[0]]  # nothing was done to the model
 
 
 def test_the_10000_row_model_has_10000_rows_and_builds() -> None:

@@ -51,6 +51,18 @@ async def type_into_focused(pilot: Pilot, text: str) -> None:
     await pilot.press("home", "ctrl+k", *text)
 
 
+async def type_into_field(pilot: Pilot, name: str, text: str) -> None:
+    """In the argument prompt (the header's line): tab to field `name`, clear it, type
+    `text`, all with real keys."""
+    prompt = pilot.app.header.prompt
+    for _ in prompt.fields:
+        if prompt.field.arg.name == name:
+            break
+        await pilot.press("tab")
+    assert prompt.field.arg.name == name
+    await pilot.press("ctrl+u", *text)
+
+
 def child_names(app: TuilabApp, path: str = "") -> list[str]:
     from tuilab.core.spec import find
 

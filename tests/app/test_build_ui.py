@@ -15,6 +15,7 @@ from app_helpers import (
     select,
     settle,
     table_keys,
+    type_into_field,
     type_into_focused,
 )
 from rich.text import Text
@@ -22,7 +23,7 @@ from torch import nn
 
 from tuilab.app.app import TuilabApp
 from tuilab.app.screens.dialogs import ChoiceScreen, TextPrompt, UnsavedScreen
-from tuilab.app.widgets.arg_form import ArgForm
+from tuilab.app.widgets.arg_prompt import ArgPrompt
 
 SIZE = (120, 40)
 
@@ -213,24 +214,24 @@ async def test_edit_arguments_and_a_bad_value_keeps_the_model() -> None:
         await select(pilot, "2")
         await pilot.press("e")
         await pilot.pause()
-        form = app.screen
-        assert isinstance(form, ArgForm)
-        # a bad value: the message beside the field, the model unchanged, the form still open
+        prompt = app.header.prompt
+        assert isinstance(prompt, ArgPrompt) and app.screen is app.screen_stack[0]
+        assert "in_features=256" in app.header.text  # the model stays in view, below
+        # a bad value: the message in the line, the model unchanged, the prompt still open
         spec, model = app.lab.spec, app.lab.model
-        form.query_one("#arg-out_features").focus()
-        await type_into_focused(pilot, "ten")
+        await type_into_field(pilot, "out_features", "ten")
         await pilot.press("enter")
         await pilot.pause()
-        assert app.screen is form
-        error = form.query_one("#error-out_features")
-        assert "out_features" in str(error.render()) and error.has_class("-shown")
+        assert app.header.prompt is prompt and prompt.field.arg.name == "out_features"
+        assert "✗ argument 'out_features'" in app.header.text
+        assert any("out_features" in n.message for n in app._notifications)  # in full
         assert app.lab.spec is spec and app.lab.model is model
         assert app.lab.model[2].out_features == 10
         # a good value: applied, the live module rebuilt, the inspector shows the new shape
-        await type_into_focused(pilot, "7")
+        await pilot.press("ctrl+u", "7")
         await pilot.press("enter")
         await settle(pilot)
-        assert not isinstance(app.screen, ArgForm)
+        assert app.asking is None and app.builder.has_focus
         assert app.lab.model[2].out_features == 7
         assert app.inspector.row_text("parameters", "2.weight")[1] == "(7, 256)"
         assert "nn.Linear(256, 7)" in app.code_log.last
@@ -244,10 +245,8 @@ async def test_shape_error_marks_the_failing_node() -> None:
         await select(pilot, "0")
         await pilot.press("enter")  # enter edits too
         await pilot.pause()
-        form = app.screen
-        assert isinstance(form, ArgForm)
-        form.query_one("#arg-out_features").focus()
-        await type_into_focused(pilot, "128")
+        assert isinstance(app.header.prompt, ArgPrompt)
+        await type_into_field(pilot, "out_features", "128")
         await pilot.press("enter")
         await settle(pilot)
         assert app.lab.model[0].out_features == 128
@@ -271,11 +270,8 @@ async def test_share_ties_the_module() -> None:
         await select(pilot, "2")
         await pilot.press("e")
         await pilot.pause()
-        form = app.screen
-        form.query_one("#arg-in_features").focus()
-        await type_into_focused(pilot, "256")
-        form.query_one("#arg-out_features").focus()
-        await type_into_focused(pilot, "256")
+        await type_into_field(pilot, "in_features", "256")
+        await type_into_field(pilot, "out_features", "256")
         await pilot.press("enter")
         await settle(pilot)
         await select(pilot, "2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app_helpers import lab_app, settle
+from app_helpers import lab_app, select, settle
 from textual.geometry import Region
 
 from tuilab.app.app import MainScreen
@@ -22,30 +22,42 @@ def _prompt(answers: list[Any], available: tuple[bool, ...] = (True, False, True
 
 def test_the_arrows_reach_every_choice_and_say_why_one_cannot_be_chosen() -> None:
     prompt = _prompt([])
-    assert prompt.picked == "a" and "a: about a" in prompt.render().plain
-    prompt.move(1)
+    assert prompt.picked == "a" and "a: about a" in prompt.render(200).plain
+    prompt.press("right", None)
     assert prompt.picked is None  # b cannot be chosen…
-    assert "▸b◂" in prompt.render().plain and "b: about b" in prompt.render().plain  # …why
-    prompt.move(1)
+    assert "▸b◂" in prompt.render(200).plain and "b: about b" in prompt.render(200).plain
+    assert prompt.press("enter", None) is False  # …so enter leaves the prompt open
+    prompt.press("right", None)
     assert prompt.picked == "c"
-    prompt.move(1)
+    prompt.press("down", None)
     assert prompt.picked == "a"  # around
-    prompt.move(-1)
+    prompt.press("left", None)
     assert prompt.picked == "c"
 
 
-def test_it_answers_once() -> None:
+def test_it_answers_once_after_the_line_is_closed() -> None:
     answers: list[Any] = []
     prompt = _prompt(answers)
-    assert "▸a✓◂" in prompt.render().plain and "esc cancel" in prompt.render().plain
-    prompt.answer("c")
-    prompt.answer("a")  # queued behind the first: dropped
+    assert "▸a✓◂" in prompt.render(200).plain and "esc cancel" in prompt.render(200).plain
+    prompt.press("right", None)
+    prompt.press("right", None)
+    assert prompt.press("enter", None) is True and answers == []  # not before it is closed
+    prompt.closed()
+    prompt.closed()  # a second close (keys queued behind the first): nothing more
     assert answers == ["c"] and prompt.answered
+
+
+def test_escape_answers_none() -> None:
+    answers: list[Any] = []
+    prompt = _prompt(answers)
+    assert prompt.press("escape", None) is True
+    prompt.closed()
+    assert answers == [None]
 
 
 def test_a_column_names_the_choice_drawn_there() -> None:
     prompt = _prompt([])
-    text = prompt.render().plain
+    text = prompt.render(200).plain
     assert prompt.value_at(text.index("c ")) == "c"
     assert prompt.value_at(text.index("b ")) is None  # cannot be chosen
     assert prompt.value_at(0) is None  # the title
@@ -77,7 +89,7 @@ async def test_a_click_picks_a_choice_and_a_click_elsewhere_closes_it() -> None:
         await settle(pilot)
         lab = app.lab
         await pilot.press("P")
-        column = app.header.render().plain.index("float64")
+        column = app.header.text.index("float64")
         await pilot.click("#header", offset=(column + app.header.styles.padding.left, 0))
         await settle(pilot)
         assert app.asking is None and lab.dtype_name == "float64"
@@ -115,15 +127,22 @@ async def test_choosing_repaints_what_changed_not_the_whole_screen() -> None:
 
 
 async def test_a_dialog_over_the_lab_drops_the_choice_and_gets_the_mouse() -> None:
-    from tuilab.app.screens.help import HelpScreen
+    from tuilab.app.screens.dialogs import UnsavedScreen
 
     app = lab_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
+        await select(pilot, "1")
+        await pilot.press("D")  # duplicate: unsaved work, so quitting asks
+        await settle(pilot)
+        assert app.lab.dirty
         await pilot.press("P")
         assert app.mouse_captured is app.header
-        await pilot.press("question_mark")  # help is not a lab key: it opens over the prompt
+        await pilot.press("ctrl+q")  # quit is the one key that reaches past a prompt
         await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        assert isinstance(app.screen, UnsavedScreen)
         assert app.asking is None and app.mouse_captured is None
         assert app.lab.dtype_name == "float32"
+        await pilot.press("escape")  # cancel: the lab again, as it was
+        await pilot.pause()
+        assert app.is_running and app.screen is app.screen_stack[0]

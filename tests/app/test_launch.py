@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_helpers import child_blocks, choose_block, lab_app, module_labels, select, settle
+from app_helpers import (
+    child_blocks,
+    choose_block,
+    lab_app,
+    module_labels,
+    select,
+    settle,
+    type_into_field,
+)
 from rich.text import Text
 
 from tuilab.app.app import TuilabApp, make_app
@@ -247,9 +255,8 @@ async def test_forward_in_train_mode_moves_batchnorm_buffers_in_place() -> None:
         await select(pilot, "1")
         await pilot.press("e")
         await pilot.pause()
-        form = app.screen
-        form.query_one("#arg-num_features").focus()
-        await pilot.press("home", "ctrl+k", *"256", "enter")
+        await type_into_field(pilot, "num_features", "256")
+        await pilot.press("enter")
         await settle(pilot)
         table = app.inspector.buffers_table
         before = str(table.get_cell("1.running_mean", "value"))
@@ -319,7 +326,7 @@ async def test_a_dialog_over_the_lab_leaves_the_lab_footer_as_it_was(
         await select(pilot, "0")
         before = keys()
         assert ("add_after", False) in [(action, off) for action, off, _ in before]
-        await pilot.press("e")  # the argument form
+        await pilot.press("r")  # the rename dialog
         await settle(pilot)
         dialog = app.screen
         assert dialog is not app.screen_stack[0]

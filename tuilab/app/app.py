@@ -29,14 +29,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tree
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane, Tree
 
 from tuilab.app.collector import IdleCollector
 from tuilab.app.keys import KEY_GROUPS, app_bindings
@@ -53,13 +53,14 @@ from tuilab.app.messages import (
 from tuilab.app.screens.dialogs import ChoiceScreen, ConfirmScreen, TextPrompt, UnsavedScreen
 from tuilab.app.screens.help import HelpScreen
 from tuilab.app.weights_flow import WeightsActions
-from tuilab.app.widgets.arg_form import ArgForm
+from tuilab.app.widgets.arg_prompt import ArgPrompt
 from tuilab.app.widgets.builder import BuilderTree, ShapeInfo
 from tuilab.app.widgets.choice_prompt import ChoicePrompt
 from tuilab.app.widgets.code_log import CodeLog
 from tuilab.app.widgets.footer import LabFooter
 from tuilab.app.widgets.header import LabHeader
 from tuilab.app.widgets.inspector import Inspector, shape_text
+from tuilab.app.widgets.line_prompt import NAVIGATION_KEYS, LinePrompt
 from tuilab.app.widgets.palette import Palette
 from tuilab.core.errors import TuilabError
 from tuilab.core.spec import find, leaf_name, parent_path, resolve
@@ -125,38 +126,44 @@ class MainScreen(Screen[None]):
     While a dialog is open the lab's keys are off (`TuilabApp.check_action`), so the footer
     left visible under the dialog is refreshed on suspend and resume to show just that.
 
-    A choice prompt (precision, device) is asked in the header's line and leaves the focus
-    where it was, so its keys are bindings here, with priority over the focused panel's, that
-    step aside (`SkipAction`) while no prompt is open.
+    A prompt (precision, device, a node's arguments) is asked in the header's line and
+    leaves the focus where it was (`widgets/line_prompt.py`). Its navigation keys are bindings
+    here, with priority over the focused panel's, that step aside (`SkipAction`) while no
+    prompt is open; every other key that reaches this screen meanwhile is the prompt's too.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left,up", "prompt_move(-1)", show=False, priority=True),
-        Binding("right,down", "prompt_move(1)", show=False, priority=True),
-        Binding("enter", "prompt_pick", show=False, priority=True),
-        Binding("escape", "prompt_cancel", show=False, priority=True),
-    ]
+        Binding(key, f"prompt_key('{key}')", show=False, priority=True)
+        for key in NAVIGATION_KEYS]
 
-    def _asking(self) -> LabHeader:
-        """The header while it asks a choice; otherwise the key is not the prompt's."""
-        header: LabHeader | None = getattr(self.app, "asking", None)
+    def _asking(self) -> LabHeader | None:
+        return getattr(self.app, "asking", None)
+
+    def action_prompt_key(self, key: str) -> None:
+        header = self._asking()
         if header is None:
             raise SkipAction
-        return header
+        header.press(key)
 
-    def action_prompt_move(self, step: int) -> None:
-        self._asking().move(step)
+    def on_key(self, event: events.Key) -> None:
+        """Keys that reach the screen while a prompt is open are its own: typed text, and
+        nothing else reaches the lab's bindings meanwhile."""
+        header = self._asking()
+        if header is not None:
+            event.stop()
+            event.prevent_default()
+            header.press(event.key, event.character if event.is_printable else None)
 
-    def action_prompt_pick(self) -> None:
-        self._asking().pick()
-
-    def action_prompt_cancel(self) -> None:
-        self._asking().answer(None)
+    def on_paste(self, event: events.Paste) -> None:
+        header = self._asking()
+        if header is not None:
+            event.stop()
+            header.paste(event.text)
 
     def on_screen_suspend(self) -> None:
-        asking = getattr(self.app, "asking", None)
-        if asking is not None:  # a dialog over the lab (quit, help…): the choice is dropped
-            asking.answer(None)
+        asking = self._asking()
+        if asking is not None:  # a dialog over the lab (quit…): the prompt is dropped
+            asking.cancel()
         self.refresh_bindings()
 
     def on_screen_resume(self) -> None:
@@ -231,16 +238,18 @@ class TuilabApp(WeightsActions, App[int]):
 
     @property
     def asking(self) -> LabHeader | None:
-        """The header while it asks a choice (`ask`). Read on every key and binding check,
+        """The header while it asks something (`ask`). Read on every key and binding check,
         so the header is found once, when it first asks, not queried each time."""
         header = self._asking_header
         return header if header is not None and header.prompt is not None else None
 
-    def ask(self, title: str, choices: list[tuple[str, str, bool]], current: str | None,
-            on_answer: Callable[[str | None], None]) -> None:
-        """Ask for one of a few choices in the header's line (see `choice_prompt.py`)."""
+    def ask(self, prompt: LinePrompt) -> None:
+        """Ask `prompt` in the header's line (`widgets/line_prompt.py`), unless something is
+        asked there already. From a text field (the palette's search), the focus moves to
+        the model first: the field would take the prompt's typing."""
         self._asking_header = self.header
-        self.header.ask(ChoicePrompt(title, choices, current, on_answer))
+        if self.header.ask(prompt) and isinstance(self.focused, Input):
+            self.builder.focus()
 
     @property
     def builder(self) -> BuilderTree:
@@ -887,14 +896,14 @@ class TuilabApp(WeightsActions, App[int]):
             return
         values = [(arg, node.args.get(arg.name, arg.default)) for arg in definition.args]
         title = f"{path or lab.name}: {definition.code_name}" + (
-            "  (shared: editing it changes every use)" if shown.ref else "")
+            " (shared: every use changes)" if shown.ref else "")
 
         def submit(changes: dict[str, str]) -> None:
-            # raises TuilabError: the form shows it beside the field and stays open
+            # raises TuilabError: the prompt says why, marks the field and stays open
             update = lab.edit("set_args", path, changes)
             self._apply(update, select=path)
 
-        self.push_screen(ArgForm(title, values, submit))
+        self.ask(ArgPrompt(title, values, submit))
 
     def action_mark(self) -> None:
         path = self._selected()
@@ -1024,7 +1033,7 @@ class TuilabApp(WeightsActions, App[int]):
             if name and name != lab.device:
                 self._mode(lambda: lab.set_device(name))
 
-        self.ask("Device", choices, lab.device, chosen)
+        self.ask(ChoicePrompt("Device", choices, lab.device, chosen))
 
     def action_precision(self) -> None:
         lab = self._need_lab()
@@ -1035,7 +1044,8 @@ class TuilabApp(WeightsActions, App[int]):
             if name and name != lab.dtype_name:
                 self._mode(lambda: lab.set_dtype(name))
 
-        self.ask("Precision", [(n, d, True) for n, d in DTYPE_CHOICES], lab.dtype_name, chosen)
+        self.ask(ChoicePrompt("Precision", [(n, d, True) for n, d in DTYPE_CHOICES],
+                              lab.dtype_name, chosen))
 
     # --- runs (the run panel does the work) -----------------------------------------------
     def _run(self, action: str) -> None:

@@ -51,12 +51,6 @@ edits --edit-presets rows_10k`): each of its edits starts a shape summary and me
 that runs for minutes on 10,000 layers, and the bench waits for workers between edits (the
 section did not finish in 12 minutes on the 2-core machine); its dtype edit takes ~13 s."""
 EDITS = ("add a block", "change an argument", "train/eval", "dtype")
-DIALOG_EDITS = ("change an argument",)
-"""Edits made in a dialog (the argument form): their frame also closes a modal screen, and
-Textual repaints every cell of the screen under it. Each is also given beside the same dialog
-closed without an edit (Esc), the least such a frame costs, so what the edit adds of its own
-can be read apart. (The precision is chosen in the header's line, not in a dialog: see
-``tuilab/app/widgets/choice_prompt.py``.)"""
 FLOOR_GOAL = 2.0
 """An edit's key → frame within this many times the floor (a cursor move's key → frame)."""
 REBUILD_GOAL = 0.3
@@ -224,7 +218,6 @@ class AppEdit:
 
 
 FLOOR = "cursor move (floor)"
-DIALOG_FLOOR = "dialog closed (no edit)"
 
 
 def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
@@ -256,22 +249,6 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
             await pilot.press("up")
 
         return AppEdit(prepare_cursor, ("down",), moved, back_up)
-
-    if edit == DIALOG_FLOOR:
-        form_of = last_linear(lab)
-
-        async def open_form() -> None:
-            await select(form_of)
-            await pilot.press("e")
-            await pilot.pause()
-
-        def closed() -> bool:
-            return app.screen is app.screen_stack[0]
-
-        async def nothing() -> None:
-            await pilot.pause()
-
-        return AppEdit(open_form, ("escape",), closed, nothing)
 
     if edit == "add a block":
         leaf = last_linear(lab)
@@ -307,8 +284,9 @@ def app_edit(edit: str, app: Any, pilot: Any) -> AppEdit:
             await pilot.pause()
             bias = bool(_node(lab, leaf).args.get("bias", True))
             wanted["bias"] = not bias
-            field = app.screen.query_one("#arg-bias")
-            field.value = "true" if wanted["bias"] else "false"
+            prompt = app.header.prompt
+            prompt.go_to(next(i for i, f in enumerate(prompt.fields) if f.arg.name == "bias"))
+            await pilot.press("ctrl+u", *("true" if wanted["bias"] else "false"))
             await pilot.pause()
 
         def changed() -> bool:
@@ -429,12 +407,6 @@ async def compare_edits(preset: str, *, rounds: int, warmup: int = 1,
         # so one slow sample (a busy neighbour) does not move the yardstick of every ratio
         floors = [await floor_ms() for _ in range(3 * max(rounds, 3))]
         floor = median(floors)
-        dialog_floor = None
-        if any(edit in DIALOG_EDITS for edit in edits):
-            closing = app_edit(DIALOG_FLOOR, app, pilot)
-            dialog_floor = median([
-                await measure_app_edit(clock, app, pilot, closing, naive=False, floor=True,
-                                       timeout=timeout) for _ in range(max(rounds, 3))])
         for edit in edits:
             steps = app_edit(edit, app, pilot)
             comparison = Comparison(
@@ -456,17 +428,14 @@ async def compare_edits(preset: str, *, rounds: int, warmup: int = 1,
             snapshot = lab.snapshot
             comparison.note = (f"{len(snapshot.modules)} modules, "
                                f"{len(snapshot.parameters)} parameters in the inspector")
-            rows.append(edit_row(comparison, preset, edit, engine[edit], floor, floors,
-                                 settled, dialog_floor if edit in DIALOG_EDITS else None))
+            rows.append(edit_row(comparison, preset, edit, engine[edit], floor, floors, settled))
     return rows
 
 
 def edit_row(comparison: Comparison, preset: str, edit: str, engine: list[float], floor: float,
-             floors: list[float], settled: list[float],
-             dialog_floor: float | None = None) -> dict[str, Any]:
+             floors: list[float], settled: list[float]) -> dict[str, Any]:
     """One edit's figures and its verdict: ≤ FLOOR_GOAL × the floor, and on the big models
-    ≤ REBUILD_GOAL × the full rebuild. A dialog edit also gets its ratio to a dialog closed
-    without an edit (reported, not part of the verdict)."""
+    ≤ REBUILD_GOAL × the full rebuild."""
     ours_ms = median(comparison.a)
     of_floor = ours_ms / floor if floor > 0 else float("inf")
     rebuild_goal = REBUILD_GOAL if preset in BIG_MODELS else None
@@ -476,6 +445,4 @@ def edit_row(comparison: Comparison, preset: str, edit: str, engine: list[float]
             "floor_samples": floors, "of_floor": of_floor, "floor_goal": FLOOR_GOAL,
             "all_panels_ms": median(settled) if settled else None,
             "all_panels_samples": settled,
-            "dialog_floor_ms": dialog_floor,
-            "of_dialog_floor": ours_ms / dialog_floor if dialog_floor else None,
             "rebuild_goal": rebuild_goal, "met": met}

@@ -140,17 +140,9 @@ def edit_goals(rows: list[dict[str, Any]]) -> list[Goal]:
     return [Goal(f"edit '{row['edit']}' on {row['preset']}: key → inspector frame",
                  f"{row['a_median']:.1f} ms = {row['of_floor']:.2f}× floor "
                  f"({row['floor_ms']:.1f} ms), {row['ratio']:.2f}× rebuild "
-                 f"({row['b_median']:.1f} ms){_dialog_text(row)}", edit_goal_text(row),
+                 f"({row['b_median']:.1f} ms)", edit_goal_text(row),
                  row["met"])
             for row in rows]
-
-
-def _dialog_text(row: dict[str, Any]) -> str:
-    """For a dialog edit: its ratio to a dialog closed without an edit."""
-    if row.get("of_dialog_floor") is None:
-        return ""
-    return (f"; {row['of_dialog_floor']:.2f}× a dialog closed without an edit "
-            f"({row['dialog_floor_ms']:.1f} ms)")
 
 
 def startup_goals(startup: dict[str, Any]) -> list[Goal]:

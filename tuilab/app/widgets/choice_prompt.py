@@ -1,19 +1,7 @@
-"""The choice prompt: pick one of a few (the precision, the device) in the header's own line.
+"""The choice prompt: pick one of a few (the precision, the device) in the header's line.
 
-Why not the modal list that the long lists (presets, lessons) use: a precision change is an
-edit made many times an hour, and the frame that shows it should cost what it changes. When
-a screen is popped, Textual repaints every cell of the screen under it (~6.5 ms at 160×48 on
-a 2-core machine, more than a whole cursor move), in the very frame that shows the edit.
-Panels drawn inside the lab were measured too, and were slower still: one that takes the
-focus restyles the whole lab (its `:focus-within` rules) on the way in and out; one drawn over
-other panels makes them render afresh when it goes, after a relayout of the screen. The
-header line shows the precision and the device already, and changes with them anyway: asked
-there, with the focus left where it was, closing the prompt repaints that one line, and lays
-nothing out again.
-
-Modal like a dialog: while it is open the lab's keys are off (`TuilabApp.check_action`), its
-keys are priority bindings of the lab's screen (`MainScreen`), a click outside it closes it,
-it answers once, and Escape answers "no change".
+Why the header's line: see `line_prompt.py`. The long lists (presets, lessons) stay in a modal
+list, where there is room for them.
 """
 
 from __future__ import annotations
@@ -23,6 +11,13 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from tuilab.app.widgets.line_prompt import LinePrompt, key_hints
+
+KEYS = key_hints(("⏎", "apply"), ("esc", "cancel"))
+"""After the choices, whose marks (▸◂) show that the arrows move between them: short, so
+that the keys fit at 80 columns."""
+UNANSWERED = object()
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -31,12 +26,7 @@ class Choice:
     available: bool = True
 
 
-KEYS = "⏎ apply  esc cancel"
-"""After the choices, whose marks (▸◂) show that the arrows move between them: short, so
-that the keys fit at 80 columns."""
-
-
-class ChoicePrompt:
+class ChoicePrompt(LinePrompt):
     """A title, the choices (the highlighted one marked, the current one ticked, those that
     cannot be chosen struck out), the keys, and what the highlighted choice is, or why it
     cannot be chosen: the arrows reach every choice, so that reason is one key away."""
@@ -50,12 +40,19 @@ class ChoicePrompt:
         values = [choice.value for choice in self.choices]
         self.highlighted = values.index(current) if current in values else 0
         self._on_answer: Callable[[str | None], None] | None = on_answer
+        self._answer: object = UNANSWERED
         self._spans: list[tuple[int, int]] = []
         """Where each choice was drawn (start, end columns), for clicks."""
 
     @property
     def answered(self) -> bool:
         return self._on_answer is None
+
+    @property
+    def picked(self) -> str | None:
+        """The highlighted choice, or None when it cannot be chosen."""
+        choice = self.choices[self.highlighted] if self.choices else None
+        return choice.value if choice is not None and choice.available else None
 
     def move(self, step: int) -> None:
         """Highlight the choice `step` away, wrapping around."""
@@ -65,12 +62,6 @@ class ChoicePrompt:
     def highlight(self, value: str) -> None:
         self.highlighted = [choice.value for choice in self.choices].index(value)
 
-    @property
-    def picked(self) -> str | None:
-        """The highlighted choice, or None when it cannot be chosen."""
-        choice = self.choices[self.highlighted] if self.choices else None
-        return choice.value if choice is not None and choice.available else None
-
     def value_at(self, column: int) -> str | None:
         """The choice drawn at `column`, if one that can be chosen is there."""
         for index, (start, end) in enumerate(self._spans):
@@ -78,14 +69,40 @@ class ChoicePrompt:
                 return self.choices[index].value
         return None
 
-    def answer(self, value: str | None) -> None:
-        """Hand `value` to the opener, once: a second answer (keys queued behind the first)
-        is dropped."""
-        on_answer, self._on_answer = self._on_answer, None
-        if on_answer is not None:
-            on_answer(value)
+    # --- LinePrompt ----------------------------------------------------------------------
+    def press(self, key: str, character: str | None) -> bool:
+        if key in ("left", "up", "shift+tab"):
+            self.move(-1)
+        elif key in ("right", "down", "tab"):
+            self.move(1)
+        elif key == "enter":
+            if self.picked is None:
+                return False  # the line says why it cannot be chosen
+            self._answer = self.picked
+            return True
+        elif key == "escape":
+            self.cancel()
+            return True
+        return False
 
-    def render(self) -> Text:
+    def click(self, column: int) -> bool:
+        value = self.value_at(column)
+        if value is None:
+            return False
+        self._answer = value
+        return True
+
+    def cancel(self) -> None:
+        self._answer = None
+
+    def closed(self) -> None:
+        """Hand the answer to the opener, once: a second answer (keys queued behind the
+        first) is dropped."""
+        on_answer, self._on_answer = self._on_answer, None
+        if on_answer is not None and self._answer is not UNANSWERED:
+            on_answer(self._answer)  # type: ignore[arg-type]
+
+    def render(self, width: int) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{self.title} ", style="bold")
         self._spans = []
@@ -99,8 +116,10 @@ class ChoicePrompt:
             else:
                 line.append(f" {label} ", style=style)
             self._spans.append((start, line.cell_len))
-        line.append(f"   {KEYS}", style="dim")
+        line.append("   ")
+        line.append_text(KEYS)
         if self.choices:
             shown = self.choices[self.highlighted]
             line.append(f"   {shown.value}: {shown.description}", style="italic")
+        line.truncate(width, overflow="ellipsis")
         return line

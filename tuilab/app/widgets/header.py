@@ -1,8 +1,8 @@
 """The header line: which model, in which mode, how big, and whether it is saved.
 
 Everything comes from the lab's attributes and its snapshot totals (plain numbers), so the
-header redraws in microseconds after every change. While a choice prompt is open (the
-precision, the device: `choice_prompt.py`) the line is that prompt.
+header redraws in microseconds after every change. While a prompt is open (the precision, the
+device, a node's arguments: `line_prompt.py`) the line is that prompt.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from textual import events
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tuilab.app.widgets.choice_prompt import ChoicePrompt
+from tuilab.app.widgets.line_prompt import LinePrompt
 from tuilab.core.safe_text import printable
 from tuilab.core.units import size_text
 
@@ -44,12 +44,12 @@ class LabHeader(Widget):
         self.lab: Lab | None = None
         self.memory: MemoryPlan | None = None
         """The last memory plan (a training step's peak, and where it fits), or None."""
-        self.prompt: ChoicePrompt | None = None
-        """The choice asked in this line, while it is open."""
+        self.prompt: LinePrompt | None = None
+        """The question asked in this line (`line_prompt.py`), while it is open."""
 
-    def ask(self, prompt: ChoicePrompt) -> bool:
-        """Show `prompt` in this line until it is answered. Returns False (and does nothing)
-        while another is open: a key pressed twice asks once."""
+    def ask(self, prompt: LinePrompt) -> bool:
+        """Show `prompt` in this line until it is done. Returns False (and does nothing) while
+        another is open: a key pressed twice asks once."""
         if self.prompt is not None:
             return False
         self.prompt = prompt
@@ -57,43 +57,58 @@ class LabHeader(Widget):
         self.refresh()
         return True
 
-    def answer(self, value: str | None) -> None:
-        """Close the prompt (in this frame: the line shows the model again), then answer it."""
-        prompt, self.prompt = self.prompt, None
-        if prompt is not None:
-            if self.app.mouse_captured is self:
-                self.app.capture_mouse(None)
-            self.refresh()
-            prompt.answer(value)
+    def press(self, key: str, character: str | None = None) -> None:
+        """A key for the open prompt."""
+        prompt = self.prompt
+        if prompt is None:
+            return
+        error = prompt.error
+        if prompt.press(key, character):
+            self.close()
+            return
+        self.refresh()
+        if prompt.error is not None and prompt.error != error:
+            # in full: at 80 columns the line has room for its start only
+            self.notify(prompt.error, severity="error", markup=False)
 
-    def pick(self) -> None:
-        """Answer the prompt's highlighted choice; on one that cannot be chosen, stay open
-        (the line says why it cannot)."""
-        if self.prompt is not None and self.prompt.picked is not None:
-            self.answer(self.prompt.picked)
-        else:
-            self.app.bell()
-
-    def move(self, step: int) -> None:
+    def paste(self, text: str) -> None:
         if self.prompt is not None:
-            self.prompt.move(step)
+            self.prompt.paste(text)
             self.refresh()
+
+    def cancel(self) -> None:
+        """Drop the open prompt: nothing changes."""
+        if self.prompt is not None:
+            self.prompt.cancel()
+            self.close()
+
+    def close(self) -> None:
+        """Show the model again (in this frame), then let the prompt deliver its answer."""
+        prompt, self.prompt = self.prompt, None
+        if prompt is None:
+            return
+        if self.app.mouse_captured is self:
+            self.app.capture_mouse(None)
+        self.refresh()
+        prompt.closed()
 
     def on_click(self, event: events.Click) -> None:
-        """While a prompt is open the header has the mouse, so every click comes here: one
-        on a choice picks it, one outside the line closes the prompt with no change, and
-        neither reaches what is under it (as with a modal, nothing there starts an edit or
-        a run meanwhile)."""
+        """While a prompt is open the header has the mouse, so every click comes here, and
+        none reaches what is under it (as with a modal, nothing there starts an edit or a run
+        meanwhile): one on the line goes to the prompt (a choice picks it, a field is marked),
+        one outside closes a choice with no change."""
         prompt = self.prompt
         if prompt is None:
             return
         event.stop()
         if not self.size.region.contains(event.x, event.y):
-            self.answer(None)
+            if prompt.closes_on_outside_click:
+                self.cancel()
             return
-        value = prompt.value_at(event.x - self.styles.padding.left)
-        if value is not None:
-            self.answer(value)
+        if prompt.click(event.x - self.styles.padding.left):
+            self.close()
+        else:
+            self.refresh()
 
     def show_memory(self, plan: MemoryPlan | None) -> None:
         """Show a new memory plan (None hides it: the shapes failed or need real values)."""
@@ -117,7 +132,7 @@ class LabHeader(Widget):
 
     def render(self) -> Text:
         if self.prompt is not None:
-            return self.prompt.render()
+            return self.prompt.render(max(self.content_size.width, 20))
         lab = self.lab
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("tuilab ", style="bold")
