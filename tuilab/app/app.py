@@ -879,7 +879,7 @@ class TuilabApp(WeightsActions, App[int]):
                                     "keep their numbers"), done)
 
     def action_edit_args(self) -> None:
-        """Open the argument form for the selected node."""
+        """Edit the selected node's arguments in the header's line (`widgets/arg_prompt.py`)."""
         lab = self._editable_lab()
         path = self._selected()
         if lab is None or path is None:
