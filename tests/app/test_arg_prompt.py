@@ -104,3 +104,40 @@ async def test_the_argument_prompt_keeps_the_lab_and_its_focus() -> None:
         await settle(pilot)
         assert app.asking is None and app.builder.has_focus
         assert lab.spec.root.children[0].args["in_features"] == 32
+
+
+async def test_a_table_on_a_hidden_tab_asks_no_relayout_and_shows_its_rows_when_opened(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing the bias drops a row of the `_parameters` table. On its hidden tab that asks
+    Textual for no relayout of the screen (it was 3-4 ms of the edit's frame); shown, the
+    table has the rows of the model, and a row it loses then does ask for one."""
+    from textual.widgets import DataTable, TabbedContent
+
+    relayouts: list[Any] = []
+    real = DataTable.refresh
+
+    def refresh(self: Any, *regions: Any, layout: bool = False, **kwargs: Any) -> Any:
+        if layout and self.id == "parameters-table":
+            relayouts.append(self)
+        return real(self, *regions, layout=layout, **kwargs)
+
+    app = lab_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.inspector.params_table
+        monkeypatch.setattr(DataTable, "refresh", refresh)
+        await select(pilot, "2")
+        await pilot.press("e")
+        await type_into_field(pilot, "bias", "false")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not table.region and relayouts == []  # hidden: no relayout asked
+        assert not table.has_row("2.bias")
+        app.inspector.query_one("#inspector-tabs", TabbedContent).active = "parameters"
+        await settle(pilot)
+        assert table.region.height > 0
+        assert table.row_count == len(app.lab.snapshot.parameters) == 3
+        assert table.virtual_size.height >= table.row_count  # its rows, all reachable
+        await pilot.press("ctrl+z")  # the bias back: a row added to the table on screen
+        await settle(pilot)
+        assert table.has_row("2.bias") and relayouts  # shown: laid out again
